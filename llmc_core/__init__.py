@@ -1,0 +1,16 @@
+"""llmc_core: the shared library of the llmc course.
+
+The names a notebook needs are importable from here without loading torch:
+`load_notebook`, `check`, `small_run`.
+"""
+import os
+
+from llmc_core.checking import check
+from llmc_core.notebook import load_notebook
+
+__all__ = ["check", "load_notebook", "small_run"]
+
+
+def small_run():
+    """True when demos should run at a small size (LLMC_SMALL=1, as CI sets it)."""
+    return os.environ.get("LLMC_SMALL", "") not in ("", "0")

@@ -1,0 +1,125 @@
+"""`llmc build`: write lessons/ and the probe snapshots from solutions/, or check that they are current."""
+import hashlib
+import json
+
+import nbformat
+
+from pathlib import Path
+
+from llmc_core.course import REPO_DIR, lesson_by_notebook
+from llmc_core.exercises import compute_snapshots, load_snapshots, probes_for, snapshot_json, snapshot_path, stale_snapshots
+from llmc_core.fileio import atomic_write_text
+from llmc_core.notebook import cell_source, load_notebook, read_notebook
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+STUB = ["# YOUR CODE HERE", 'raise NotImplementedError("not implemented yet: replace this line with your code")']
+
+
+def strip_solutions(source, where="a cell"):
+    """Replace each BEGIN/END SOLUTION region by the stub, indented like the BEGIN line.
+
+    >>> strip_solutions("def f():\\n    ### BEGIN SOLUTION\\n    return 1\\n    ### END SOLUTION\\n")
+    'def f():\\n    # YOUR CODE HERE\\n    raise NotImplementedError("not implemented yet: replace this line with your code")\\n'
+    """
+    out, inside = [], False
+    for number, line in enumerate(source.splitlines(keepends=True), start=1):
+        marker = line.strip()
+        if marker == BEGIN:
+            if inside:
+                raise ValueError(f"{where}, line {number}: a second {BEGIN} before the {END} of the first")
+            inside = True
+            indent = line[: len(line) - len(line.lstrip())]
+            out.extend(indent + stub + "\n" for stub in STUB)
+        elif marker == END:
+            if not inside:
+                raise ValueError(f"{where}, line {number}: {END} without a {BEGIN} before it")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError(f"{where}: {BEGIN} is never closed by {END}")
+    return "".join(out)
+
+
+def cleaned(nb):
+    """A copy of the notebook with outputs, execution counts and run timings removed, and cell ids set."""
+    nb = json.loads(json.dumps(nb))
+    nb["nbformat"], nb["nbformat_minor"] = 4, max(nb.get("nbformat_minor", 5), 5)
+    for index, cell in enumerate(nb["cells"]):
+        if "id" not in cell:  # stable: derived from the notebook's first cell and the position
+            seed = f"{index}:{cell_source(nb['cells'][0])}"
+            cell["id"] = hashlib.sha1(seed.encode()).hexdigest()[:8]
+        metadata = cell.setdefault("metadata", {})
+        for key in ("execution", "ExecuteTime", "collapsed", "scrolled"):
+            metadata.pop(key, None)
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    return nb
+
+
+def lesson_from_solution(solution, name):
+    """The learner's notebook: solution regions stubbed out, outputs cleared, ids and tags kept."""
+    lesson = cleaned(solution)
+    for number, cell in enumerate(lesson["cells"], start=1):
+        if cell["cell_type"] == "code":
+            cell["source"] = strip_solutions(cell_source(cell), f"{name}, cell {number}")
+    return lesson
+
+
+def notebook_text(nb):
+    node = nbformat.from_dict(nb)
+    nbformat.validate(node)
+    return nbformat.writes(node) + "\n"
+
+
+def has_outputs(nb):
+    return any(c.get("cell_type") == "code" and (c.get("outputs") or c.get("execution_count")) for c in nb["cells"])
+
+
+def build(names=None, check_only=False, root=REPO_DIR, log=print):
+    """Build (or, with check_only, verify) the lessons named (stems), or all. Returns [(stale file, why)].
+
+    `root` is a course checkout: solutions/, lessons/ and llmc_core/snapshots/ beneath it.
+    """
+    root = Path(root)
+    solutions_dir, lessons_dir, snapshot_dir = root / "solutions", root / "lessons", root / "llmc_core" / "snapshots"
+    solutions = sorted(solutions_dir.glob("*.ipynb"))
+    if names:
+        wanted = {lesson_by_notebook(n).notebook for n in names}
+        solutions = [p for p in solutions if p.stem in wanted]
+        missing = wanted - {p.stem for p in solutions}
+        if missing:
+            raise ValueError(f"no solution notebook for {sorted(missing)} in {solutions_dir}")
+    stale = []
+    for solution_path in solutions:
+        lesson = lesson_by_notebook(solution_path)
+        solution = read_notebook(solution_path)
+        lesson_path = lessons_dir / solution_path.name
+        clean_solution_text = notebook_text(cleaned(solution))
+        lesson_text = notebook_text(lesson_from_solution(solution, solution_path.name))
+        if has_outputs(solution) or "id" not in solution["cells"][0]:
+            stale.append((solution_path, "is stored with outputs or without cell ids"))
+            if not check_only:
+                atomic_write_text(solution_path, clean_solution_text)
+        if not lesson_path.exists() or lesson_path.read_text(encoding="utf-8") != lesson_text:
+            stale.append((lesson_path, "differs from what its solution generates"))
+            if not check_only:
+                atomic_write_text(lesson_path, lesson_text)
+        probes = probes_for(lesson)
+        if probes:
+            notebook = load_notebook(solution_path)
+            if notebook.cell_errors:
+                errors = "; ".join(str(e) for e in notebook.cell_errors)
+                raise RuntimeError(f"{solution_path} does not load cleanly: {errors}")
+            fresh = compute_snapshots(probes, notebook)
+            reasons = stale_snapshots(load_snapshots(lesson, snapshot_dir), fresh)
+            if reasons:
+                path = snapshot_path(lesson, snapshot_dir)
+                stale.append((path, "; ".join(reasons[:3]) + (" ..." if len(reasons) > 3 else "")))
+                if not check_only:
+                    atomic_write_text(path, snapshot_json(lesson, fresh))
+        log(f"{'checked' if check_only else 'built'} {lesson.notebook} ({len(probes)} probes)")
+    if not names:
+        for orphan in sorted({p.name for p in lessons_dir.glob("*.ipynb")} - {p.name for p in solutions}):
+            stale.append((lessons_dir / orphan, "has no solution notebook in solutions/"))
+    return stale

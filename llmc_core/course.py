@@ -1,0 +1,65 @@
+"""The course map: which notebooks exist, in which order, and where their files live."""
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Lesson:
+    notebook: str  # file stem in solutions/ and lessons/, e.g. "01_micrograd"
+    prefix: str    # exercise ids start with this and a slash: "micrograd/backward"
+    title: str
+
+    @property
+    def filename(self):
+        return self.notebook + ".ipynb"
+
+    @property
+    def probe_module(self):
+        return f"llmc_core.probes.{self.prefix}"
+
+
+LESSONS = (
+    Lesson("00_setup", "setup", "Setup, exercises and check()"),
+    Lesson("01_micrograd", "micrograd", "A scalar autograd engine and a tiny neural net"),
+    Lesson("02_gpt2_numpy_forward", "gpt2_forward", "GPT-2 in numpy: the forward pass"),
+    Lesson("03_gpt2_numpy_backward", "gpt2_backward", "GPT-2 in numpy: backward pass and training"),
+    Lesson("04_bpe_tokenizer", "bpe", "A byte-level BPE tokenizer, exact to GPT-2 and GPT-4"),
+    Lesson("05_torch_explicit_backward", "torch_backward", "PyTorch layers with explicit backward passes"),
+    Lesson("06_cuda_kernels", "cuda", "CUDA kernels for GPT-2"),
+    Lesson("07_fast_trainer", "trainer", "A fast, scalable GPT-2 trainer"),
+)
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SNAPSHOT_DIR = PACKAGE_DIR / "snapshots"
+# In a source checkout the notebooks sit beside the package.
+REPO_DIR = PACKAGE_DIR.parent
+SOLUTIONS_DIR = REPO_DIR / "solutions"
+LESSONS_DIR = REPO_DIR / "lessons"
+
+
+def lesson_by_notebook(name):
+    """The lesson whose notebook is `name` ("01_micrograd" or a path ending in 01_micrograd.ipynb)."""
+    stem = Path(name).stem
+    for lesson in LESSONS:
+        if lesson.notebook == stem:
+            return lesson
+    known = ", ".join(lesson.filename for lesson in LESSONS)
+    raise ValueError(f"{Path(name).name!r} is not a lesson notebook of this course; "
+                     f"lesson files keep their names: {known}")
+
+
+def lesson_by_prefix(prefix):
+    """The lesson owning exercise ids that start with `prefix/`."""
+    for lesson in LESSONS:
+        if lesson.prefix == prefix:
+            return lesson
+    known = ", ".join(lesson.prefix for lesson in LESSONS)
+    raise ValueError(f"no lesson has exercises named {prefix!r}/...; lesson prefixes are {known}")
+
+
+def solution_path(notebook):
+    return SOLUTIONS_DIR / (Path(notebook).stem + ".ipynb")
+
+
+def lesson_path(notebook):
+    return LESSONS_DIR / (Path(notebook).stem + ".ipynb")

@@ -1,0 +1,277 @@
+"""Exercises and probes: run a learner's code on fixed inputs, compare with the solution's snapshot.
+
+A probe returns plain data; `llmc build` stores what it returned on the solution (the snapshot);
+`judge` compares a learner's outcome with the snapshot. Running and judging are separate so the
+grader can run probes in a sandboxed child and judge in the parent, out of the learner's reach.
+"""
+import importlib
+import importlib.util
+import json
+import linecache
+import re
+import sys
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from llmc_core import plain
+from llmc_core.course import SNAPSHOT_DIR, Lesson
+from llmc_core.notebook import CELL_FILENAME, NotebookModule
+
+EXERCISE_ID = re.compile(r"^[a-z0-9_]+/[a-z0-9_]+$")
+OUTCOME_KINDS = ("value", "not_implemented", "error", "missing")
+MESSAGE_LIMIT = 2000  # characters of an outcome's message that are kept
+
+
+@dataclass(frozen=True)
+class Probe:
+    exercise: str      # "micrograd/backward"
+    name: str          # "node_used_twice": what is probed
+    func: object = field(repr=False, compare=False)
+    points: float = 1
+    hint: str = ""
+    rtol: float = 1e-5
+    atol: float = 1e-7
+
+    @property
+    def id(self):
+        return f"{self.exercise}/{self.name}"
+
+
+def probe(exercise, points=1, hint="", rtol=1e-5, atol=1e-7):
+    """Decorator: mark `func(nb) -> plain data` as a probe of `exercise` worth `points`."""
+    if not EXERCISE_ID.match(exercise):
+        raise ValueError(f"exercise id {exercise!r} must look like 'lesson_prefix/short_name' (lowercase, digits, _)")
+    if points <= 0:
+        raise ValueError(f"a probe of {exercise} has points={points}; points must be positive")
+
+    def mark(func):
+        func.probe = Probe(exercise, func.__name__, func, points, hint, rtol, atol)
+        return func
+    return mark
+
+
+def raised(fn, *args, **kwargs):
+    """The name of the exception `fn(*args, **kwargs)` raises, or "no error".
+
+    NotImplementedError passes through, so an unfinished exercise reads "not implemented yet".
+    """
+    try:
+        fn(*args, **kwargs)
+    except NotImplementedError:
+        raise
+    except Exception as e:
+        return type(e).__name__
+    return "no error"
+
+
+def probes_in(module):
+    """The probes a module defines, in definition order; ids must be unique."""
+    found = [v.probe for v in vars(module).values() if callable(v) and isinstance(getattr(v, "probe", None), Probe)]
+    ids = [p.id for p in found]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ValueError(f"{module.__name__} defines probes with the same id twice: {duplicates}")
+    return found
+
+
+def probes_for(lesson: Lesson):
+    """The public probes of a lesson (none when it has no probe module yet)."""
+    if importlib.util.find_spec(lesson.probe_module) is None:
+        return []
+    found = probes_in(importlib.import_module(lesson.probe_module))
+    for p in found:
+        if not p.exercise.startswith(lesson.prefix + "/"):
+            raise ValueError(f"probe {p.id} is in {lesson.probe_module} but its id does not start with {lesson.prefix}/")
+    return found
+
+
+def load_probe_file(path):
+    """The probes defined in a Python file outside the package (an instructor's hidden probes)."""
+    path = Path(path)
+    stem = re.sub(r"\W", "_", path.stem)
+    name = f"llmc_probe_file_{stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None:
+        raise ValueError(f"{path} is not a Python file of probes")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return probes_in(module)
+
+
+def exercises(probes):
+    """{exercise id: [probes]} in the order the exercises first appear."""
+    grouped = {}
+    for p in probes:
+        grouped.setdefault(p.exercise, []).append(p)
+    return grouped
+
+
+class MissingName(Exception):
+    """A probe asked for a name the notebook does not define."""
+
+
+class Namespace:
+    """What a probe sees of a notebook: attribute access to its globals, with a clear error for missing names."""
+
+    def __init__(self, source):
+        self._globals = source.__dict__ if isinstance(source, NotebookModule) else source
+        self._cell_errors = source.cell_errors if isinstance(source, NotebookModule) else []
+
+    def __getattr__(self, name):
+        try:
+            return self._globals[name]
+        except KeyError:
+            message = f"the notebook defines no `{name}`: was it renamed or deleted, or has its cell not been run?"
+            if self._cell_errors:
+                message += " Cells that failed to run: " + "; ".join(str(e).splitlines()[0] for e in self._cell_errors)
+            raise MissingName(message) from None
+
+
+@dataclass
+class Outcome:
+    """What happened when a probe ran: a value, or why there is none. Plain and JSON-ready."""
+    kind: str           # one of OUTCOME_KINDS
+    value: object = None
+    message: str = ""
+
+    def to_json(self):
+        return {"kind": self.kind, "value": plain.encode(self.value), "message": self.message}
+
+    @classmethod
+    def from_json(cls, data):
+        """Rebuild an outcome from untrusted JSON, accepting nothing but plain data."""
+        if not isinstance(data, dict) or data.get("kind") not in OUTCOME_KINDS:
+            raise ValueError("not a probe outcome")
+        message = data.get("message", "")
+        if not isinstance(message, str):
+            raise ValueError("an outcome's message must be a string")
+        value = plain.decode(data.get("value")) if data["kind"] == "value" else None
+        return cls(data["kind"], value, message[:MESSAGE_LIMIT])
+
+
+def where_in_learner_code(error):
+    """'cell 7, line 3: `return 1 / x`' for the innermost frame outside llmc_core, or ''."""
+    package = str(Path(__file__).resolve().parent)
+    place = ""
+    for frame, lineno in traceback.walk_tb(error.__traceback__):
+        filename = frame.f_code.co_filename
+        if filename.startswith(package):
+            continue
+        match = CELL_FILENAME.match(filename)
+        where = f"cell {match['cell']}, line {lineno}" if match else f"line {lineno}"
+        text = linecache.getline(filename, lineno).strip()
+        place = f"in {frame.f_code.co_name}(), {where}" + (f": `{text}`" if text else "")
+    return place
+
+
+def run_probe(probe, notebook):
+    """Run one probe on a loaded notebook (a NotebookModule or a dict of globals) -> Outcome."""
+    ns = notebook if isinstance(notebook, Namespace) else Namespace(notebook)
+    try:
+        result = probe.func(ns)
+    except MissingName as e:
+        return Outcome("missing", message=str(e))
+    except NotImplementedError:
+        return Outcome("not_implemented", message="not implemented yet")
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # SystemExit from learner code is an error of that code
+        text = f"{type(e).__name__}: {e}".rstrip(": ")
+        place = where_in_learner_code(e)
+        return Outcome("error", message=(f"{text} ({place})" if place else text)[:MESSAGE_LIMIT])
+    try:
+        return Outcome("value", plain.to_plain(result))
+    except TypeError as e:
+        return Outcome("error", message=f"the code returned something unexpected: {e}")
+
+
+@dataclass
+class ProbeResult:
+    probe_id: str
+    exercise: str
+    name: str
+    status: str        # passed | failed | not implemented | error | missing
+    points: float      # earned
+    max_points: float
+    message: str = ""
+    hint: str = ""
+
+    def to_json(self):
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data):
+        return cls(**data)
+
+
+def judge(probe, outcome, snapshot, reveal=True):
+    """Compare an outcome with the probe's snapshot ({"value", "rtol", "atol"}) -> ProbeResult.
+
+    With reveal=False (hidden probes) a failure says what was wrong without the expected value.
+    """
+    def result(status, message=""):
+        earned = probe.points if status == "passed" else 0
+        return ProbeResult(probe.id, probe.exercise, probe.name, status, earned, probe.points,
+                           message, "" if status == "passed" else probe.hint)
+
+    if outcome.kind == "not_implemented":
+        return result("not implemented", "not implemented yet")
+    if outcome.kind == "missing":
+        return result("missing", outcome.message)
+    if outcome.kind == "error":
+        return result("error", outcome.message)
+    if snapshot is None:
+        return result("error", f"no snapshot for probe {probe.id}: the course author must run `llmc build`")
+    difference = plain.compare(snapshot["value"], outcome.value, snapshot["rtol"], snapshot["atol"], reveal=reveal)
+    return result("failed", difference) if difference else result("passed")
+
+
+# --- snapshots: what each probe returned on the solution ------------------------------------
+
+def snapshot_path(lesson, directory=None):
+    return Path(directory or SNAPSHOT_DIR) / f"{lesson.notebook}.json"
+
+
+def load_snapshots(lesson, directory=None):
+    """{probe id: {"value", "rtol", "atol"}} for a lesson; {} when it has none yet."""
+    path = snapshot_path(lesson, directory)
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {pid: {"value": plain.decode(s["value"]), "rtol": s["rtol"], "atol": s["atol"]}
+            for pid, s in data["probes"].items()}
+
+
+def compute_snapshots(probes, notebook):
+    """Run every probe on the solution; each must return a value (else the course has a bug)."""
+    snapshots = {}
+    for p in probes:
+        outcome = run_probe(p, notebook)
+        if outcome.kind != "value":
+            raise RuntimeError(f"probe {p.id} does not run on the solution: {outcome.kind}: {outcome.message}")
+        snapshots[p.id] = {"value": outcome.value, "rtol": p.rtol, "atol": p.atol}
+    return snapshots
+
+
+def snapshot_json(lesson, snapshots):
+    encoded = {pid: {"value": plain.encode(s["value"]), "rtol": s["rtol"], "atol": s["atol"]}
+               for pid, s in snapshots.items()}
+    return json.dumps({"notebook": lesson.notebook, "probes": encoded}, indent=1, ensure_ascii=False) + "\n"
+
+
+def stale_snapshots(stored, fresh):
+    """Why `stored` no longer matches `fresh` (a list of reasons; empty when current)."""
+    reasons = []
+    for pid in sorted(set(stored) ^ set(fresh)):
+        reasons.append(f"probe {pid} is {'new' if pid in fresh else 'gone'}")
+    for pid in sorted(set(stored) & set(fresh)):
+        old, new = stored[pid], fresh[pid]
+        if (old["rtol"], old["atol"]) != (new["rtol"], new["atol"]):
+            reasons.append(f"probe {pid} changed its tolerance")
+            continue
+        difference = plain.compare(old["value"], new["value"], new["rtol"], new["atol"])
+        if difference:
+            reasons.append(f"probe {pid} now returns something else: {difference}")
+    return reasons

@@ -1,0 +1,157 @@
+"""Plain data: what probes return, what snapshots store, what a grading child may send back.
+
+Plain data is None, bool, int, float, str, lists, string-keyed dicts and numpy arrays.
+Everything a learner's code returns is turned into plain data before it is compared, so a
+comparison never calls the learner's own `__eq__`.
+"""
+import math
+
+import numpy as np
+
+
+def to_plain(x, path="result"):
+    """Return `x` as plain data: tuples become lists, numpy scalars become Python numbers."""
+    if x is None or isinstance(x, (bool, str)):
+        return x
+    if isinstance(x, np.bool_):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x)
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"{path} is an array of dtype {x.dtype}; only bool, int and float arrays are plain data")
+        return np.array(x)  # a copy, so later changes by the learner's code cannot reach it
+    if isinstance(x, (list, tuple)):
+        return [to_plain(v, f"{path}[{i}]") for i, v in enumerate(x)]
+    if isinstance(x, dict):
+        out = {}
+        for k, v in x.items():
+            if not isinstance(k, str):
+                raise TypeError(f"{path} has a key {k!r} of type {type(k).__name__}; plain dicts have string keys")
+            out[k] = to_plain(v, f"{path}[{k!r}]")
+        return out
+    raise TypeError(f"{path} is a {type(x).__name__}, not plain data "
+                    "(numbers, strings, bools, lists, string-keyed dicts, numpy arrays)")
+
+
+def encode(x):
+    """Plain data -> a JSON-ready structure (arrays become tagged dicts)."""
+    if isinstance(x, np.ndarray):
+        return {"__ndarray__": x.ravel().tolist(), "dtype": str(x.dtype), "shape": list(x.shape)}
+    if isinstance(x, list):
+        return [encode(v) for v in x]
+    if isinstance(x, dict):
+        return {k: encode(v) for k, v in x.items()}
+    return x
+
+
+def decode(x):
+    """The inverse of `encode`; also checks that untrusted JSON holds only plain data."""
+    if isinstance(x, dict):
+        if "__ndarray__" in x:
+            dtype = np.dtype(x["dtype"])
+            if dtype.kind not in "biuf":
+                raise ValueError(f"array of dtype {dtype} is not plain data")
+            return np.array(x["__ndarray__"], dtype=dtype).reshape([int(n) for n in x["shape"]])
+        return {str(k): decode(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [decode(v) for v in x]
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    raise ValueError(f"{type(x).__name__} is not plain data")
+
+
+def _fmt(x):
+    if isinstance(x, float):
+        return f"{x:.6g}"
+    text = repr(x)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _type_name(x):
+    if isinstance(x, np.ndarray):
+        return f"array{tuple(x.shape)} of {x.dtype}"
+    return {list: "list", dict: "dict", str: "str", bool: "bool", int: "int", float: "float"}.get(type(x), type(x).__name__)
+
+
+def _close(expected, got, rtol, atol):
+    if math.isnan(expected) or math.isnan(got):
+        return math.isnan(expected) and math.isnan(got)
+    if math.isinf(expected) or math.isinf(got):
+        return expected == got
+    return abs(got - expected) <= atol + rtol * abs(expected)
+
+
+def compare(expected, got, rtol, atol, path="result", reveal=True):
+    """None when `got` matches `expected` within tolerance, else a message naming the first difference.
+
+    Floats compare with |got - expected| <= atol + rtol * |expected|; everything else exactly.
+    With reveal=False the message says where and how values differ but not what was expected.
+    """
+    is_number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    if is_number(expected) and is_number(got):
+        if isinstance(expected, int) and isinstance(got, int):
+            ok = expected == got
+        else:
+            ok = _close(float(expected), float(got), rtol, atol)
+        if ok:
+            return None
+        if reveal:
+            return f"{path}: expected {_fmt(expected)}, got {_fmt(got)}"
+        return f"{path}: got {_fmt(got)}, which is not the expected value"
+    if isinstance(expected, np.ndarray) and isinstance(got, np.ndarray):
+        return _compare_arrays(expected, got, rtol, atol, path, reveal)
+    if type(expected) is not type(got):
+        return f"{path}: expected a {_type_name(expected)}, got a {_type_name(got)}"
+    if isinstance(expected, list):
+        if len(expected) != len(got):
+            return f"{path}: expected a list of length {len(expected)}, got length {len(got)}"
+        for i, (e, g) in enumerate(zip(expected, got)):
+            message = compare(e, g, rtol, atol, f"{path}[{i}]", reveal)
+            if message:
+                return message
+        return None
+    if isinstance(expected, dict):
+        if set(expected) != set(got):
+            missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+            return f"{path}: keys differ (missing {missing}, unexpected {extra})"
+        for k in expected:
+            message = compare(expected[k], got[k], rtol, atol, f"{path}[{k!r}]", reveal)
+            if message:
+                return message
+        return None
+    if expected == got:
+        return None
+    if reveal:
+        return f"{path}: expected {_fmt(expected)}, got {_fmt(got)}"
+    return f"{path}: got {_fmt(got)}, which is not the expected value"
+
+
+def _compare_arrays(expected, got, rtol, atol, path, reveal):
+    if expected.shape != got.shape:
+        return f"{path}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
+    if expected.dtype != got.dtype:
+        return f"{path}: expected dtype {expected.dtype}, got {got.dtype}"
+    if expected.dtype.kind in "biu":
+        bad = expected != got
+    else:
+        e, g = expected.astype(np.float64), got.astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.abs(g - e) <= atol + rtol * np.abs(e))
+        bad &= ~(np.isnan(e) & np.isnan(g))
+        bad &= ~(np.isinf(e) & (e == g))
+    if not bad.any():
+        return None
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    message = f"{path}: {int(bad.sum())} of {bad.size} values differ; first at index {first}"
+    if not reveal:
+        return message
+    message += f" (expected {_fmt(expected[first].item())}, got {_fmt(got[first].item())})"
+    if expected.dtype.kind == "f":
+        diff = np.abs(got.astype(np.float64) - expected.astype(np.float64))
+        scale = np.abs(expected.astype(np.float64)).max()
+        if np.isfinite(diff).all():
+            message += f"; max abs error {diff.max():.3g}, max rel error {diff.max() / max(scale, 1e-30):.3g}"
+    return message

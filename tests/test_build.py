@@ -1,0 +1,140 @@
+"""`llmc build`: lessons are the solutions with solution regions stubbed out, and --check catches staleness."""
+import json
+import shutil
+
+import pytest
+
+from llmc_core.build import BEGIN, END, build, lesson_from_solution, strip_solutions
+from llmc_core.cli import main
+from llmc_core.course import REPO_DIR, SOLUTIONS_DIR
+from llmc_core.notebook import cell_source, read_notebook
+
+SOLUTIONS = sorted(SOLUTIONS_DIR.glob("*.ipynb"))
+
+
+def test_strip_keeps_indentation_and_code_outside_regions():
+    source = f"def f(x):\n    y = 2\n    {BEGIN}\n    return x * y\n    {END}\n\nprint(f)\n"
+    assert strip_solutions(source) == ('def f(x):\n    y = 2\n    # YOUR CODE HERE\n'
+                                       '    raise NotImplementedError("not implemented yet: replace this line with your code")\n'
+                                       '\nprint(f)\n')
+
+
+def test_strip_handles_several_regions():
+    source = f"{BEGIN}\na = 1\n{END}\nb = 2\n  {BEGIN}\n  c = 3\n  {END}\n"
+    stripped = strip_solutions(source)
+    assert stripped.count("# YOUR CODE HERE") == 2 and "b = 2" in stripped
+    assert "a = 1" not in stripped and "c = 3" not in stripped
+
+
+@pytest.mark.parametrize("source,problem", [
+    (f"{BEGIN}\nx = 1\n", "never closed"),
+    (f"x = 1\n{END}\n", "without a"),
+    (f"{BEGIN}\n{BEGIN}\n{END}\n", "a second"),
+], ids=["unclosed", "end-without-begin", "nested"])
+def test_strip_rejects_broken_markers_naming_the_place(source, problem):
+    with pytest.raises(ValueError, match=problem) as info:
+        strip_solutions(source, "lesson.ipynb, cell 3")
+    assert "lesson.ipynb, cell 3" in str(info.value)
+
+
+def test_repository_lessons_and_snapshots_are_current():
+    assert build(check_only=True, log=lambda *_: None) == []
+
+
+def solution_only_lines(solution):
+    """Lines that appear inside solution regions and nowhere else in the solution notebook."""
+    inside, outside = set(), set()
+    for cell in solution["cells"]:
+        in_region = False
+        for line in cell_source(cell).splitlines():
+            marker = line.strip()
+            if marker in (BEGIN, END):
+                in_region = marker == BEGIN
+                continue
+            (inside if in_region else outside).add(marker)
+    return {line for line in inside - outside if len(line) >= 8}
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
+def test_no_solution_code_leaks_into_the_lesson(path):
+    solution = read_notebook(path)
+    lesson_text = (REPO_DIR / "lessons" / path.name).read_text()
+    lesson = json.loads(lesson_text)
+    lesson_lines = {line.strip() for cell in lesson["cells"] for line in cell_source(cell).splitlines()}
+    leaked = solution_only_lines(solution) & lesson_lines
+    assert leaked == set()
+    assert BEGIN not in lesson_text and END not in lesson_text
+    regions = sum(cell_source(c).count(BEGIN) for c in solution["cells"])
+    assert sum(cell_source(c).count("# YOUR CODE HERE") for c in lesson["cells"]) >= regions > 0
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
+def test_lesson_keeps_ids_tags_and_prose_and_has_no_outputs(path):
+    solution = read_notebook(path)
+    lesson = read_notebook(REPO_DIR / "lessons" / path.name)
+    assert [c["id"] for c in lesson["cells"]] == [c["id"] for c in solution["cells"]]
+    assert [c["metadata"].get("tags") for c in lesson["cells"]] == [c["metadata"].get("tags") for c in solution["cells"]]
+    prose = lambda nb: [cell_source(c) for c in nb["cells"] if c["cell_type"] == "markdown"]
+    assert prose(lesson) == prose(solution)
+    code_cells = [c for c in lesson["cells"] + solution["cells"] if c["cell_type"] == "code"]
+    assert all(c["outputs"] == [] and c["execution_count"] is None for c in code_cells)
+
+
+@pytest.fixture
+def course_copy(tmp_path):
+    """A checkout with lesson 00 only, built once."""
+    (tmp_path / "solutions").mkdir()
+    shutil.copy(SOLUTIONS_DIR / "00_setup.ipynb", tmp_path / "solutions")
+    build(root=tmp_path, log=lambda *_: None)
+    return tmp_path
+
+
+def rewrite_solution(root, old, new):
+    path = root / "solutions" / "00_setup.ipynb"
+    text = path.read_text()
+    assert json.dumps(old)[1:-1] in text
+    path.write_text(text.replace(json.dumps(old)[1:-1], json.dumps(new)[1:-1]))
+
+
+def test_fresh_build_is_current(course_copy):
+    assert build(root=course_copy, check_only=True, log=lambda *_: None) == []
+    assert (course_copy / "lessons" / "00_setup.ipynb").exists()
+    assert (course_copy / "llmc_core" / "snapshots" / "00_setup.json").exists()
+
+
+def test_check_names_a_hand_edited_lesson(course_copy, capsys):
+    lesson = course_copy / "lessons" / "00_setup.ipynb"
+    lesson.write_text(lesson.read_text().replace("The warm-up", "The warmup"))
+    assert main(["build", "--check", "--root", str(course_copy)]) == 1
+    assert "lessons/00_setup.ipynb differs from what its solution generates" in capsys.readouterr().err
+
+
+def test_check_names_stale_snapshots_when_the_solution_changes(course_copy, capsys):
+    rewrite_solution(course_copy, "return sum(x * y for x, y in zip(a, b))", "return sum(x * y for x, y in zip(a, b)) + 1")
+    assert main(["build", "--check", "--root", str(course_copy)]) == 1
+    err = capsys.readouterr().err
+    assert "snapshots/00_setup.json" in err and "setup/dot/small_integers now returns something else" in err
+    assert main(["build", "--root", str(course_copy)]) == 0
+    assert main(["build", "--check", "--root", str(course_copy)]) == 0
+
+
+def test_build_clears_outputs_a_solution_was_saved_with(course_copy):
+    path = course_copy / "solutions" / "00_setup.ipynb"
+    nb = json.loads(path.read_text())
+    code = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    code["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "hello\n"}]
+    code["execution_count"] = 3
+    path.write_text(json.dumps(nb))
+    stale = build(root=course_copy, check_only=True, log=lambda *_: None)
+    assert [(p.name, why) for p, why in stale] == [("00_setup.ipynb", "is stored with outputs or without cell ids")]
+    build(root=course_copy, log=lambda *_: None)
+    assert build(root=course_copy, check_only=True, log=lambda *_: None) == []
+
+
+def test_lesson_from_solution_stubs_regions_inside_methods():
+    solution = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"id": "a1", "cell_type": "code", "metadata": {"tags": ["x"]}, "execution_count": 1, "outputs": [],
+         "source": f"class A:\n    def f(self):\n        {BEGIN}\n        return 42\n        {END}\n"}]}
+    cell = lesson_from_solution(solution, "t.ipynb")["cells"][0]
+    assert "        # YOUR CODE HERE\n        raise NotImplementedError" in cell["source"]
+    assert "42" not in cell["source"] and cell["metadata"]["tags"] == ["x"] and cell["execution_count"] is None
