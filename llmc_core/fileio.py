@@ -4,6 +4,9 @@ import os
 import tempfile
 from pathlib import Path
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: os.umask can only be read by setting it
+
 
 def atomic_write_bytes(path, data):
     """Write `data` to `path` through a temporary file in the same folder and a rename."""
@@ -15,6 +18,7 @@ def atomic_write_bytes(path, data):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual mode instead
         os.replace(tmp, path)  # atomic on POSIX and Windows
     except BaseException:
         if os.path.exists(tmp):
