@@ -144,3 +144,21 @@ def test_llmc_progress_tables_every_lesson_found(tmp_path):
     result = llmc("progress", str(tmp_path))
     assert result.returncode == 0
     assert "00_setup" in result.stdout and "1/1" in result.stdout and "4/4" in result.stdout
+
+
+def test_llmc_check_on_lesson_01_untouched_wrong_and_solved(tmp_path):
+    untouched = llmc("check", str(LESSONS_DIR / "01_micrograd.ipynb"))
+    exercise_lines = [line for line in untouched.stdout.splitlines() if line.startswith("  ") and "micrograd/" in line]
+    assert untouched.returncode == 1 and len(exercise_lines) >= 8
+    assert all("not implemented" in line for line in exercise_lines) and "Traceback" not in untouched.stdout
+
+    text = (SOLUTIONS_DIR / "01_micrograd.ipynb").read_text()
+    wrong = text.replace("self.grad += (1 - t**2) * out.grad", "self.grad += (1 - t) * out.grad")
+    assert wrong != text
+    (tmp_path / "01_micrograd.ipynb").write_text(wrong)
+    result = llmc("check", str(tmp_path / "01_micrograd.ipynb"))
+    assert result.returncode == 1
+    assert "✗ micrograd/tanh" in result.stdout and "expected" in result.stdout.split("micrograd/tanh", 1)[1].splitlines()[1]
+
+    solved = llmc("check", str(SOLUTIONS_DIR / "01_micrograd.ipynb"))
+    assert solved.returncode == 0 and "checks passed." in solved.stdout and "✗" not in solved.stdout
