@@ -1,0 +1,280 @@
+"""`llmc grade`: grade every (student, lesson) in a sandboxed child, commit each result as it finishes.
+
+The pipeline for one notebook:
+1. the parent reads the notebook from the submission (size checked first, never extracted);
+2. `sandbox.run_child` loads it in a child process and runs the lesson's probes there, public and
+   hidden; the child sends back plain outcomes;
+3. the parent commits the outcomes to `OUT/.state/<student>/<lesson>.json` (atomically);
+4. at the end, `gradebook.write_reports` judges every stored outcome against the snapshots,
+   which only the parent reads, and writes the gradebook, feedback and Gradescope results.
+
+A killed run restarts where it stopped: a committed (student, lesson) whose notebook, probes and
+limits are unchanged is not graded again.
+"""
+import base64
+import hashlib
+import json
+import os
+import queue
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from llmc_core.course import LESSONS, REPO_DIR, SNAPSHOT_DIR, SOLUTIONS_DIR, lesson_by_notebook
+from llmc_core.exercises import Outcome, load_snapshots, probes_for
+from llmc_core.fileio import atomic_write_json
+from llmc_core.grading import hidden as hidden_probes
+from llmc_core.grading.sandbox import Limits, detect_isolation, remove_stale_workroots, run_child
+from llmc_core.grading.submissions import Found, find_students, read_lesson_notebook
+
+STATE_VERSION = 1
+MAX_NOTEBOOK_BYTES = 50 << 20
+
+
+@dataclass
+class LessonPlan:
+    """What grading one lesson needs: its probes (public, then hidden) and their snapshots."""
+    lesson: object
+    probes: list
+    snapshots: dict
+    hidden_ids: set = field(default_factory=set)
+    hidden_sources: list = field(default_factory=list)
+    fingerprint: str = ""   # changes when the probes change: committed results are then stale
+
+
+def plan_lessons(names=None, hidden_dir=None):
+    """[LessonPlan] for the lessons named (notebook stems) or, by default, every lesson with probes and snapshots."""
+    hidden = hidden_probes.load_hidden(hidden_dir) if hidden_dir else {}
+    lessons = [lesson_by_notebook(n) for n in names] if names else list(LESSONS)
+    plans = []
+    for lesson in lessons:
+        public = probes_for(lesson)
+        extra = hidden.get(lesson.notebook)
+        probes = public + (extra.probes if extra else [])
+        if not probes:
+            if names:
+                raise ValueError(f"lesson {lesson.notebook} has no probes to grade with yet")
+            continue
+        snapshots = load_snapshots(lesson)
+        if public and not snapshots and not names:
+            continue  # a lesson still being written: grade it once `llmc build` gave it snapshots
+        if public and not snapshots:
+            raise ValueError(f"lesson {lesson.notebook} has no snapshots; run `llmc build {lesson.notebook}` first")
+        plan = LessonPlan(lesson, probes, dict(snapshots))
+        if extra:
+            clash = {p.id for p in public} & {p.id for p in extra.probes}
+            if clash:
+                raise ValueError(f"hidden probes reuse public probe ids {sorted(clash)}; give them other names")
+            plan.snapshots.update(hidden_probes.load_hidden_snapshots(hidden_dir, lesson, extra))
+            plan.hidden_ids = {p.id for p in extra.probes}
+            plan.hidden_sources = extra.sources
+        plan.fingerprint = probes_fingerprint(plan)
+        plans.append(plan)
+    return plans
+
+
+def probes_fingerprint(plan):
+    h = hashlib.sha256()
+    module = sys.modules.get(plan.lesson.probe_module)
+    if module is not None and getattr(module, "__file__", None):
+        h.update(Path(module.__file__).read_bytes())
+    h.update(json.dumps([p.id for p in plan.probes]).encode())
+    h.update(hidden_probes.sources_digest(plan.hidden_sources).encode())
+    return h.hexdigest()
+
+
+def state_path(out, student, lesson):
+    return Path(out) / ".state" / student / f"{lesson.notebook}.json"
+
+
+def load_state(path):
+    """A committed result, or None when there is none (or it is unreadable: then it is graded again)."""
+    try:
+        state = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) and state.get("version") == STATE_VERSION else None
+
+
+def is_current(state, plan, found, limits):
+    """True when a committed result still stands for this notebook, these probes and these limits."""
+    if state is None or state["status"] == "grader error":
+        return False
+    if state["fingerprint"] != plan.fingerprint or state["notebook_sha256"] != digest(found.data):
+        return False
+    if state["status"] in ("timeout", "crashed", "output too large"):
+        return state["limits"] == limits.to_json()  # new limits deserve another try
+    return True
+
+
+def digest(data):
+    return hashlib.sha256(data).hexdigest() if data is not None else None
+
+
+def grade_notebook(student, plan, found, limits, isolation, slot, hide, cancel=None):
+    """Grade one (student, lesson) -> the state dict to commit."""
+    state = {"version": STATE_VERSION, "student": student.name, "lesson": plan.lesson.notebook,
+             "notebook_sha256": digest(found.data), "fingerprint": plan.fingerprint, "limits": limits.to_json(),
+             "status": found.status, "message": found.message, "cell_errors": [], "outcomes": {}, "log": "",
+             "wall_s": 0.0}
+    if found.status != "ok":
+        return state
+    request = {"lesson": plan.lesson.notebook, "notebook": base64.b64encode(found.data).decode(),
+               "probe_ids": [p.id for p in plan.probes], "hidden": plan.hidden_sources}
+    run = run_child(request, limits, isolation, slot=slot, hide=hide, cancel=cancel)
+    state.update(status="graded" if run.status == "ok" else run.status, log=run.log, wall_s=round(run.wall, 3))
+    if run.status != "ok":
+        state["message"] = run.message
+    wanted = {p.id for p in plan.probes}
+    for event in run.events:
+        if event.get("event") == "unreadable":
+            state.update(status="unreadable", message=str(event.get("message", ""))[:2000])
+        elif event.get("event") == "loaded" and isinstance(event.get("cell_errors"), list):
+            state["cell_errors"] = [_cell_error(e) for e in event["cell_errors"][:50]]
+        elif event.get("probe") in wanted and event["probe"] not in state["outcomes"]:
+            state["outcomes"][event["probe"]] = _clean_outcome(event.get("outcome"))
+    if found.message:
+        state["message"] = "; ".join(m for m in (found.message, state["message"]) if m)
+    return state
+
+
+def _cell_error(e):
+    """A cell error from the child, reduced to plain fields of the expected types."""
+    if not isinstance(e, dict):
+        return {"cell": 0, "line": 0, "error": "malformed report", "source_line": ""}
+    number = lambda v: v if isinstance(v, int) and not isinstance(v, bool) else 0
+    text = lambda v: v[:500] if isinstance(v, str) else ""
+    return {"cell": number(e.get("cell")), "line": number(e.get("line")), "error": text(e.get("error")),
+            "source_line": text(e.get("source_line"))}
+
+
+def _clean_outcome(data):
+    """Validate an outcome from the child (untrusted) and store it in canonical form."""
+    try:
+        return Outcome.from_json(data).to_json()
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return Outcome("error", message="the grading process returned malformed data for this check").to_json()
+
+
+def hidden_paths(submissions, out, hidden_dir, extra=()):
+    """Folders a grading child must not read: answers, other students' work, grader output."""
+    paths = [SNAPSHOT_DIR, SOLUTIONS_DIR, REPO_DIR / ".git", Path(submissions), Path(out)]
+    if hidden_dir:
+        paths.append(Path(hidden_dir))
+    paths += [Path(p) for p in extra]
+    return [str(p.resolve()) for p in paths if p.exists()]
+
+
+def check_layout(submissions, out):
+    submissions_dir, out_dir = Path(submissions).resolve(), Path(out).resolve()
+    if submissions_dir == out_dir or submissions_dir in out_dir.parents:
+        raise ValueError(f"--out {out} is inside {submissions}, where it would be taken for a student; "
+                         "write grades to a folder outside the submissions")
+    package = Path(__file__).resolve().parents[1]
+    for needed in (package, Path(sys.prefix).resolve()):
+        for folder, flag in ((Path(submissions).resolve(), "SUBMISSIONS"), (Path(out).resolve(), "--out")):
+            if needed == folder or folder in needed.parents:
+                raise ValueError(f"{flag} {folder} contains {needed}, which grading needs to run; "
+                                 "use a folder that holds only submissions (or only grades)")
+
+
+def grade(submissions, out, lessons=None, jobs=None, limits=Limits(), hidden_dir=None, student=None,
+          force=False, progress=True, max_notebook_bytes=MAX_NOTEBOOK_BYTES, hide=(), isolation=None):
+    """Grade a folder of submissions into `out`; returns {"graded", "reused", "students", "isolation"}."""
+    from llmc_core.grading.gradebook import write_reports
+
+    out = Path(out)
+    check_layout(submissions, out)
+    plans = plan_lessons(lessons, hidden_dir)
+    students = find_students(submissions)
+    if not students:
+        raise ValueError(f"no students in {submissions}: expected one subfolder or .zip per student")
+    chosen = students
+    if student is not None:
+        chosen = [s for s in students if s.name == student or s.source.name == student]
+        if not chosen:
+            raise ValueError(f"no student {student!r} in {submissions}; students: "
+                             + ", ".join(s.name for s in students[:20]))
+    isolation = isolation or detect_isolation()
+    hide = hidden_paths(submissions, out, hidden_dir, hide)
+    jobs = jobs or os.cpu_count() or 1
+    (out / ".state").mkdir(parents=True, exist_ok=True)
+    remove_partial_writes(out)
+    remove_stale_workroots()
+
+    tasks, reused = [], 0
+    for s in chosen:
+        for plan in plans:
+            found = read_lesson_notebook(s, plan.lesson.filename, max_notebook_bytes)
+            path = state_path(out, s.name, plan.lesson)
+            if not (force or student is not None) and is_current(load_state(path), plan, found, limits):
+                reused += 1
+            elif found.status != "ok":
+                atomic_write_json(path, grade_notebook(s, plan, found, limits, isolation, 0, hide))
+            else:
+                tasks.append((s, plan, found))
+
+    run_tasks(tasks, out, limits, isolation, hide, jobs, progress)
+    write_reports(out, students, plans)
+    return {"graded": len(tasks), "reused": reused, "students": len(students), "isolation": isolation.mode}
+
+
+def remove_partial_writes(out):
+    """Delete temporary files a killed run left behind (atomic writes go through `.name.*.tmp`)."""
+    for folder in (out, out / "feedback", out / "results", *(out / ".state").iterdir()):
+        if folder.is_dir():
+            for leftover in folder.glob(".*.tmp"):
+                leftover.unlink(missing_ok=True)
+
+
+def run_tasks(tasks, out, limits, isolation, hide, jobs, progress):
+    """Grade `tasks` on `jobs` threads, each driving one child at a time; commit each result at once."""
+    if not tasks:
+        return
+    from tqdm import tqdm
+
+    slots = queue.Queue()
+    for slot in range(jobs):
+        slots.put(slot)
+    cancel = threading.Event()
+
+    def work(task):
+        s, plan, found = task
+        slot = slots.get()
+        try:
+            try:
+                state = grade_notebook(s, plan, found, limits, isolation, slot, hide, cancel)
+            except Exception as e:  # noqa: BLE001  a failure of the grader costs this notebook only
+                state = grade_notebook(s, plan, Found(None, "grader error", f"{type(e).__name__}: {e}"),
+                                       limits, isolation, slot, hide)
+            if not cancel.is_set():
+                atomic_write_json(state_path(out, s.name, plan.lesson), state)
+            return state
+        finally:
+            slots.put(slot)
+
+    bar = tqdm(total=len(tasks), unit="notebook", desc="grading", disable=not progress, file=sys.stderr)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        pending = {pool.submit(work, t) for t in tasks}
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    state = future.result()
+                    bar.set_postfix_str(f"{state['student']}/{state['lesson']}: {state['status']}", refresh=False)
+                    bar.update(1)
+        except BaseException:
+            cancel.set()  # children are killed; what was committed stays committed
+            for future in pending:
+                future.cancel()
+            raise
+        finally:
+            bar.close()
+    if progress:
+        elapsed = time.monotonic() - started
+        print(f"graded {len(tasks)} notebooks in {elapsed:.1f} s ({elapsed / len(tasks):.2f} s per notebook "
+              f"on {jobs} jobs)", file=sys.stderr)
