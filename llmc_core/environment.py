@@ -31,8 +31,7 @@ def cuda_backend():
     if importlib.util.find_spec("llmc_core.cuda") is None:
         return "not available in this version of llmc_core"
     cuda = importlib.import_module("llmc_core.cuda")
-    describe = getattr(cuda, "backend_description", None) or getattr(cuda, "backend_name", None)
-    return describe() if describe else "not available in this version of llmc_core"
+    return f"{cuda.backend_name()}: {cuda.backend_reason()}"
 
 
 def environment_report():

@@ -1,0 +1,524 @@
+"""The CPU emulator: compile CUDA C with g++ against include/emulation.h, load it, launch it.
+
+A module's source is parsed (source.py), its __shared__ declarations rewritten, launchers
+appended, and the whole compiled once into a shared library cached on disk under
+`LLMC_CACHE_DIR/cuda` (default `~/.cache/llmc/cuda`), keyed by a hash of the source, the
+options, the emulator's headers and the compiler's version.  The runtime (runtime.cpp: fibers,
+the block scheduler, the thread pool) is a separate library built once the same way.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from . import memory, source as source_mod
+
+HERE = Path(__file__).resolve().parent
+INCLUDE_DIR = HERE / "include"
+RUNTIME_SRC = HERE / "runtime.cpp"
+EMULATOR_VERSION = "1"
+KERNEL_FILE = "kernel.cu"          # the file name compile errors and diagnostics use
+STATIC_SHARED_LIMIT = 48 * 1024    # bytes of static __shared__ per block, as on every NVIDIA GPU
+DEFAULT_DYNAMIC_SHARED_LIMIT = 48 * 1024
+COMPILE_FLAGS = ["-std=c++17", "-O3", "-fPIC", "-shared", "-fno-strict-aliasing", "-fno-math-errno",
+                 "-fvisibility=hidden"]
+if sys.platform == "darwin":
+    # kernel modules call into the runtime library, which is already loaded when they are
+    COMPILE_FLAGS.append("-Wl,-undefined,dynamic_lookup")
+
+
+class CudaEmulatorError(RuntimeError):
+    """A kernel failed in the CPU emulator in a way that a GPU would fail (or misbehave)."""
+
+
+class KernelDeadlockError(CudaEmulatorError):
+    """No thread of a block can continue: a GPU would hang."""
+
+
+class DivergentBarrierError(CudaEmulatorError):
+    """Threads of one block wait at different __syncthreads() calls."""
+
+
+class IllegalAddressError(CudaEmulatorError):
+    """The kernel touched memory it does not own (cudaErrorIllegalAddress on a GPU)."""
+
+
+class CompileError(RuntimeError):
+    """The kernel source does not compile; the message quotes the compiler at the learner's lines."""
+
+
+ERRORS = {1: KernelDeadlockError, 2: DivergentBarrierError, 3: IllegalAddressError, 4: CudaEmulatorError,
+          5: CudaEmulatorError, 6: CudaEmulatorError}
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels go: $LLMC_CACHE_DIR/cuda, else ~/.cache/llmc/cuda (a temp dir if unwritable)."""
+    root = os.environ.get("LLMC_CACHE_DIR")
+    if root:
+        path = Path(root) / "cuda"
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        path = Path(base) / "llmc" / "cuda"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if os.access(path, os.W_OK):
+            return path
+    except OSError:
+        pass
+    path = Path(tempfile.gettempdir()) / f"llmc-cuda-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cached_library(name: str) -> Path | None:
+    """A library already built under this name: in the cache, or in a read-only cache that a
+    grader prepared ($LLMC_CUDA_READONLY_CACHE, folders separated by os.pathsep).  Names are
+    hashes of everything that goes into the build, so a file found under its name is the one."""
+    for folder in [cache_dir(), *filter(None, os.environ.get("LLMC_CUDA_READONLY_CACHE", "").split(os.pathsep))]:
+        path = Path(folder) / name
+        if path.exists():
+            return path
+    return None
+
+
+def compiler() -> str:
+    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+    if not cxx:
+        raise RuntimeError("the CPU CUDA emulator needs a C++ compiler (g++ or clang++) on PATH; "
+                           "install one (e.g. `apt-get install g++`, `xcode-select --install`, "
+                           "`conda install gxx_linux-64`) or set CXX")
+    return cxx
+
+
+_compiler_id_cache: dict[str, str] = {}
+
+
+def compiler_id() -> str:
+    cxx = compiler()
+    if cxx not in _compiler_id_cache:
+        out = subprocess.run([cxx, "--version"], capture_output=True, text=True)
+        _compiler_id_cache[cxx] = cxx + "\n" + out.stdout.strip()
+    return _compiler_id_cache[cxx]
+
+
+def header_hash() -> str:
+    h = hashlib.sha256(EMULATOR_VERSION.encode())
+    for p in sorted(INCLUDE_DIR.rglob("*.h")):
+        h.update(str(p.relative_to(INCLUDE_DIR)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def _build(source_text: str, out: Path, flags: list[str], what: str) -> float:
+    """Compile `source_text` into the shared library `out` (atomically); returns seconds taken."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_src = tempfile.mkstemp(suffix=".cpp", dir=out.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(source_text)
+    tmp_out = str(out) + f".{os.getpid()}.{threading.get_ident()}.tmp"
+    cmd = [compiler(), *flags, tmp_src, "-o", tmp_out]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    finally:
+        os.unlink(tmp_src)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        if os.path.exists(tmp_out):
+            os.unlink(tmp_out)
+        raise CompileError(format_compiler_errors(proc.stderr, source_text, what))
+    os.replace(tmp_out, out)
+    return seconds
+
+
+def format_compiler_errors(stderr: str, source_text: str, what: str) -> str:
+    """Keep the compiler lines about the learner's file, each followed by its source line."""
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    keep = [ln for ln in lines if KERNEL_FILE + ":" in ln and ("error" in ln or "note" in ln)]
+    if not keep:
+        keep = [ln for ln in lines if "error" in ln][:20] or lines[:20]
+    msg = [f"{what} does not compile (g++ in the CPU emulator):"]
+    msg += keep[:30]
+    if len(keep) > 30:
+        msg.append(f"... and {len(keep) - 30} more")
+    return "\n".join(msg)
+
+
+_runtime_lib = None
+_runtime_lock = threading.Lock()
+
+
+def runtime_library() -> ctypes.CDLL:
+    """Build (once per machine) and load the emulator runtime into the global symbol scope."""
+    global _runtime_lib
+    with _runtime_lock:
+        if _runtime_lib is not None:
+            return _runtime_lib
+        flags = [f for f in COMPILE_FLAGS if f != "-fvisibility=hidden"] + [f"-I{INCLUDE_DIR}", "-pthread"]
+        if os.environ.get("LLMC_CUDA_FIBERS", "").lower() == "ucontext":
+            flags.append("-DLLMC_CUEMU_UCONTEXT=1")
+        text = RUNTIME_SRC.read_text()
+        key = hashlib.sha256("\n".join([header_hash(), compiler_id(), " ".join(flags), text]).encode()).hexdigest()
+        name = f"libllmc_cuemu-{key[:24]}.so"
+        path = cached_library(name)
+        if path is None:
+            path = cache_dir() / name
+            _build(text, path, [*flags, "-x", "c++"], "the emulator runtime")
+        lib = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+        lib.cuemu_launch.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+        lib.cuemu_launch.restype = ctypes.c_int
+        lib.cuemu_error_message.restype = ctypes.c_char_p
+        lib.cuemu_take_output.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
+        lib.cuemu_take_output.restype = ctypes.c_ulong
+        lib.cuemu_set_workers.argtypes = [ctypes.c_int]
+        workers = os.environ.get("LLMC_CUDA_THREADS")
+        if workers:
+            if not workers.isdigit() or int(workers) < 1:
+                raise ValueError(f"LLMC_CUDA_THREADS={workers!r}: expected a positive integer (OS threads for blocks)")
+            lib.cuemu_set_workers(int(workers))
+        _runtime_lib = lib
+        return lib
+
+
+class LaunchConfig(ctypes.Structure):
+    _fields_ = [("grid", ctypes.c_uint * 3), ("block", ctypes.c_uint * 3), ("shmem", ctypes.c_ulong),
+                ("static_limit", ctypes.c_ulong), ("fibers", ctypes.c_int), ("race_seed", ctypes.c_ulonglong)]
+
+
+# ---------------------------------------------------------------- race exposure
+_race_seed = None
+
+
+def _env_race_seed():
+    v = os.environ.get("LLMC_CUDA_RACE", "").strip()
+    if v in ("", "0"):
+        return None
+    if not v.isdigit():
+        raise ValueError(f"LLMC_CUDA_RACE={v!r}: expected 0 (off), 1 (on) or a larger integer seed")
+    return int(v)
+
+
+@contextmanager
+def race_exposure(seed: int = 1):
+    """Within this block, threads run in a random order between barriers (seeded), so a
+    missing __syncthreads() shows up as a wrong result instead of hiding behind thread order."""
+    global _race_seed
+    if int(seed) < 1:
+        raise ValueError(f"seed={seed!r}: race exposure needs a positive seed")
+    old, _race_seed = _race_seed, int(seed)
+    try:
+        yield
+    finally:
+        _race_seed = old
+
+
+# ---------------------------------------------------------------- modules
+KIND_POINTER, KIND_FLOAT, KIND_SIGNED, KIND_UNSIGNED, KIND_BOOL, KIND_VOID = 1, 2, 3, 4, 5, 6
+
+
+class EmulatedModule:
+    """One compiled CUDA source: its kernels (by name or name expression) and globals."""
+
+    def __init__(self, code: str, options=(), name_expressions=None):
+        if not isinstance(code, str):
+            raise TypeError(f"code must be a str of CUDA C source, got {type(code).__name__}")
+        self.code = code
+        self.options = tuple(options)
+        self.name_expressions = tuple(name_expressions or ())
+        runtime_library()
+        try:
+            parsed, parse_error = source_mod.parse(code), None
+        except ValueError as e:
+            parsed, parse_error = None, e
+        if parse_error is not None:
+            _syntax_check(code)   # unbalanced braces and the like: let the compiler say where
+            raise parse_error
+        self.kernels = parsed.kernels
+        self.global_names = parsed.globals
+        defines = []
+        for opt in self.options:
+            if not isinstance(opt, str):
+                raise TypeError(f"options must be strings, got {opt!r}")
+            if opt.startswith(("-D", "-U", "-I")) and len(opt) > 2:
+                defines.append(opt)
+            elif opt.startswith("--define-macro="):
+                defines.append("-D" + opt.split("=", 1)[1])
+        # Launch targets: every plain kernel, plus each template instance asked for by name.
+        self.targets = []   # (expression, kernel)
+        for k in self.kernels.values():
+            if not k.is_template:
+                self.targets.append((k.name, k))
+        for expr in self.name_expressions:
+            base = expr.split("<")[0].strip()
+            if base not in self.kernels:
+                raise ValueError(f"name expression {expr!r}: no __global__ function {base!r} in the source")
+            if expr not in [t[0] for t in self.targets]:
+                self.targets.append((expr, self.kernels[base]))
+        launchers = ['\n#line 1 "<llmc-emulator-launchers>"', 'extern "C" {']
+        vis = '__attribute__((visibility("default")))'
+        for i, (expr, _) in enumerate(self.targets):
+            launchers.append(f"{vis} void cuemu_thread_{i}(void** a) {{ cuemu::invoke(&{expr}, a); }}")
+            launchers.append(f"{vis} int cuemu_describe_{i}(int* out) {{ return cuemu::describe(&{expr}, out); }}")
+        for i, g in enumerate(self.global_names):
+            launchers.append(f"{vis} void* cuemu_global_{i}(unsigned long* size) "
+                             f"{{ *size = sizeof({g}); return (void*)&{g}; }}")
+        launchers.append("}")
+        text = f'#line 1 "{KERNEL_FILE}"\n' + parsed.text + "\n" + "\n".join(launchers) + "\n"
+        extra = os.environ.get("LLMC_CUDA_CXXFLAGS", "").split()
+        flags = [*COMPILE_FLAGS, *extra, f"-I{INCLUDE_DIR}", "-include", "emulation.h", *defines, "-x", "c++"]
+        key = hashlib.sha256("\n".join([header_hash(), compiler_id(), " ".join(flags), text]).encode()).hexdigest()
+        name = f"mod-{key[:32]}.so"
+        path = cached_library(name)
+        self.from_cache = path is not None
+        self.compile_seconds = 0.0
+        if path is None:
+            path = cache_dir() / name
+            self.compile_seconds = _build(text, path, flags, "the kernel source")
+        self.cache_path = path
+        self.lib = ctypes.CDLL(str(path))
+        self._signatures = {}
+
+    def target(self, name: str):
+        for i, (expr, kernel) in enumerate(self.targets):
+            if expr == name or (expr.replace(" ", "") == name.replace(" ", "")):
+                if not kernel.is_template and not kernel.extern_c and name not in self.name_expressions:
+                    raise ValueError(
+                        f"kernel {name!r} is not declared extern \"C\": NVRTC mangles its name, so CuPy cannot "
+                        f"find it (CUDA_ERROR_NOT_FOUND). Write `extern \"C\" __global__ void {name}(...)`, or "
+                        f"pass name_expressions=[{name!r}] to RawModule")
+                return i, expr, kernel
+        if name in self.kernels and self.kernels[name].is_template:
+            raise ValueError(f"kernel {name!r} is a template: create the RawModule with "
+                             f"name_expressions=['{name}<...>'] and get_function('{name}<...>')")
+        known = ", ".join(repr(e) for e, _ in self.targets) or "none"
+        raise ValueError(f"no kernel named {name!r} in this module (CUDA_ERROR_NOT_FOUND); kernels: {known}")
+
+    def signature(self, index: int) -> list[tuple[int, int, int, int]]:
+        if index not in self._signatures:
+            out = (ctypes.c_int * (4 * 256))()
+            n = getattr(self.lib, f"cuemu_describe_{index}")(out)
+            self._signatures[index] = [tuple(out[4 * i:4 * i + 4]) for i in range(n)]
+        return self._signatures[index]
+
+    def thread_function(self, index: int) -> int:
+        return ctypes.cast(getattr(self.lib, f"cuemu_thread_{index}"), ctypes.c_void_p).value
+
+    def global_address(self, name: str) -> tuple[int, int]:
+        if name not in self.global_names:
+            known = ", ".join(self.global_names) or "none"
+            raise ValueError(f"no __device__ or __constant__ variable named {name!r} at file scope "
+                             f"(CUDA_ERROR_NOT_FOUND); globals: {known}")
+        fn = getattr(self.lib, f"cuemu_global_{self.global_names.index(name)}")
+        fn.restype = ctypes.c_void_p
+        size = ctypes.c_ulong()
+        addr = fn(ctypes.byref(size))
+        return addr, size.value
+
+
+def _syntax_check(code: str) -> None:
+    """Raise the compiler's CompileError for `code` if it has one (used when parsing fails)."""
+    text = f'#line 1 "{KERNEL_FILE}"\n' + code
+    cmd = [compiler(), "-std=c++17", f"-I{INCLUDE_DIR}", "-include", "emulation.h", "-fsyntax-only", "-x", "c++", "-"]
+    proc = subprocess.run(cmd, input=text, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise CompileError(format_compiler_errors(proc.stderr, text, "the kernel source"))
+
+
+_module_cache: dict[tuple, EmulatedModule] = {}
+_module_lock = threading.Lock()
+
+
+def load_module(code: str, options=(), name_expressions=None) -> EmulatedModule:
+    key = (code, tuple(options), tuple(name_expressions or ()))
+    with _module_lock:
+        mod = _module_cache.get(key)
+        if mod is None:
+            mod = EmulatedModule(code, options, name_expressions)
+            _module_cache[key] = mod
+        return mod
+
+
+# ---------------------------------------------------------------- argument checks
+def _param_desc(kernel, i, desc):
+    p = kernel.params[i] if i < len(kernel.params) else source_mod.Param(f"arg{i}", "?")
+    return f"argument {i} (`{p.type} {p.name}`)"
+
+
+_CUPY_PASSES = ("On a GPU, CuPy passes a Python float as an 8-byte double and a Python int as an 8-byte "
+                "long long")
+
+
+def _scalar_bytes(kernel, i, desc, value) -> bytes:
+    kind, size = desc[0], desc[1]
+    what = _param_desc(kernel, i, desc)
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (np.generic,)):
+        dt = value.dtype
+        if kind == KIND_FLOAT and (dt.kind != "f" or dt.itemsize != size):
+            raise TypeError(f"{what} is a {size}-byte floating-point parameter but got numpy.{dt.name}: the GPU "
+                            f"would read its {dt.itemsize} bytes as the float's bits"
+                            + (" and shift every later argument" if dt.itemsize != size else "")
+                            + f". Pass numpy.float{8 * size}(x).")
+        if kind in (KIND_SIGNED, KIND_UNSIGNED) and (dt.kind not in "iu" or dt.itemsize != size):
+            raise TypeError(f"{what} is a {size}-byte integer parameter but got numpy.{dt.name}: the GPU "
+                            f"would read {dt.itemsize} bytes as the integer's bits"
+                            + (" and shift every later argument" if dt.itemsize != size else "")
+                            + f". Pass numpy.int{8 * size}(n).")
+        if kind == KIND_BOOL and dt.kind != "b":
+            raise TypeError(f"{what} is a bool parameter but got numpy.{dt.name}; pass numpy.bool_(b) or a Python bool")
+        if dt.itemsize != size:
+            raise TypeError(f"{what} takes {size} bytes but got numpy.{dt.name} of {dt.itemsize} bytes: every "
+                            "later argument would be shifted")
+        return np.asarray(value).tobytes()
+    if isinstance(value, bool):
+        if kind == KIND_BOOL:
+            return bytes([int(value)])
+        raise TypeError(f"{what} got a Python bool; {_CUPY_PASSES} and a bool as 1 byte, so the kernel would "
+                        f"read garbage. Pass a numpy scalar of the parameter's type.")
+    if isinstance(value, float):
+        if kind == KIND_FLOAT and size == 8:
+            return np.float64(value).tobytes()
+        hint = "numpy.float32(x)" if kind == KIND_FLOAT and size == 4 else "a numpy scalar of the parameter's type"
+        raise TypeError(f"{what} got a Python float. {_CUPY_PASSES}, so this {size}-byte parameter would read "
+                        f"half of a double and every later argument would be shifted by {8 - size} bytes; "
+                        f"a GPU would not complain. Pass {hint}.")
+    if isinstance(value, int):
+        if kind in (KIND_SIGNED, KIND_UNSIGNED) and size == 8:
+            lo, hi = (-(2 ** 63), 2 ** 63 - 1) if kind == KIND_SIGNED else (0, 2 ** 64 - 1)
+            if not lo <= value <= hi:
+                raise ValueError(f"{what}: {value} does not fit in 8 bytes")
+            return value.to_bytes(8, "little", signed=kind == KIND_SIGNED)
+        hint = {4: "numpy.int32(n)", 2: "numpy.int16(n)", 1: "numpy.int8(n)"}.get(size, "numpy.float32(x)")
+        if kind == KIND_FLOAT:
+            hint = "numpy.float32(x)" if size == 4 else "float(x)"
+        raise TypeError(f"{what} got a Python int. {_CUPY_PASSES}, so this {size}-byte parameter would "
+                        + ("read the low bytes and every later argument would be shifted by "
+                           f"{8 - size} bytes" if kind != KIND_FLOAT else "read the integer's bits as a float")
+                        + f"; a GPU would not complain. Pass {hint}.")
+    if isinstance(value, np.ndarray):
+        raise TypeError(f"{what} is a scalar parameter but got an array of shape {value.shape}; pass one value "
+                        "(e.g. numpy.float32(x))")
+    raise TypeError(f"{what}: cannot pass a {type(value).__name__} to a CUDA kernel; pass an array or a numpy scalar")
+
+
+def _pointer_value(kernel, i, desc, value, guards) -> int:
+    what = _param_desc(kernel, i, desc)
+    pkind, psize = desc[2], desc[3]
+    if value is None:
+        return 0
+    if isinstance(value, np.ndarray):
+        if not value.flags.c_contiguous:
+            raise ValueError(f"{what} got a non-contiguous array (strides {value.strides}): the kernel receives "
+                             "only a pointer and would walk memory as if the array were C-contiguous. Pass "
+                             "cp.ascontiguousarray(x).")
+        dt = value.dtype
+        wanted = {(KIND_FLOAT, 4): "float32", (KIND_FLOAT, 8): "float64", (KIND_SIGNED, 4): "int32",
+                  (KIND_UNSIGNED, 4): "uint32", (KIND_SIGNED, 8): "int64", (KIND_UNSIGNED, 8): "uint64",
+                  (KIND_SIGNED, 2): "int16", (KIND_UNSIGNED, 2): "uint16", (KIND_SIGNED, 1): "int8",
+                  (KIND_UNSIGNED, 1): "uint8", (KIND_BOOL, 1): "bool"}.get((pkind, psize))
+        bad = False
+        if pkind == KIND_FLOAT:
+            bad = dt.kind != "f" or dt.itemsize != psize
+        elif pkind in (KIND_SIGNED, KIND_UNSIGNED, KIND_BOOL):
+            bad = dt.kind not in "iub" or dt.itemsize != psize
+        elif pkind == 0 and psize == 2:   # __nv_bfloat16 / __half storage
+            bad = dt.itemsize != 2
+            wanted = "a 2-byte dtype (e.g. uint16 holding bfloat16 bits)"
+        if bad:
+            raise TypeError(f"{what} points to {psize}-byte elements but got a {dt.name} array "
+                            f"({dt.itemsize}-byte elements): the GPU would reinterpret the bytes silently. "
+                            f"Pass an array of dtype {wanted} (x.astype(cp.{wanted}) ).".replace("cp.a 2", "a 2"))
+        guards.append(value)
+        return value.ctypes.data
+    ptr = getattr(value, "ptr", None)
+    if isinstance(ptr, int):
+        return ptr
+    raise TypeError(f"{what} is a pointer parameter but got {type(value).__name__} {value!r:.40}; pass an array "
+                    "created with cp (cp.asarray, cp.zeros, ...)")
+
+
+def _dims(value, what: str) -> tuple[int, int, int]:
+    if isinstance(value, (int, np.integer)):
+        value = (int(value),)
+    if not isinstance(value, (tuple, list)) or not 1 <= len(value) <= 3:
+        raise TypeError(f"{what} must be an int or a tuple of 1 to 3 ints, got {value!r}")
+    dims = []
+    for v in value:
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+            raise TypeError(f"{what} must hold ints, got {v!r} in {value!r}")
+        dims.append(int(v))
+    dims += [1] * (3 - len(dims))
+    if min(dims) < 1:
+        raise ValueError(f"{what}={tuple(value)}: every dimension must be at least 1 (CUDA_ERROR_INVALID_VALUE)")
+    return tuple(dims)
+
+
+def launch(module: EmulatedModule, index: int, grid, block, args, shared_mem: int, max_dynamic_shared: int):
+    """Check a launch the way a careful GPU would, run it, print the kernel's printf output."""
+    expr, kernel = module.targets[index][0], module.targets[index][1]
+    g = _dims(grid, "grid")
+    b = _dims(block, "block")
+    nthreads = b[0] * b[1] * b[2]
+    if nthreads > 1024 or b[2] > 64:
+        raise ValueError(f"block={b}: a block holds at most 1024 threads (and blockDim.z <= 64); "
+                         f"this launch would fail with CUDA_ERROR_INVALID_VALUE")
+    if g[0] > 2 ** 31 - 1 or g[1] > 65535 or g[2] > 65535:
+        raise ValueError(f"grid={g}: gridDim.x <= 2**31-1, gridDim.y and .z <= 65535 (CUDA_ERROR_INVALID_VALUE)")
+    if not isinstance(shared_mem, (int, np.integer)) or shared_mem < 0:
+        raise ValueError(f"shared_mem={shared_mem!r}: expected a number of bytes >= 0")
+    if shared_mem > max_dynamic_shared:
+        raise ValueError(f"shared_mem={shared_mem} bytes is more than the kernel's max_dynamic_shared_size_bytes "
+                         f"({max_dynamic_shared}); a GPU refuses this launch (CUDA_ERROR_INVALID_VALUE). Raise "
+                         "kernel.max_dynamic_shared_size_bytes first (up to 227 KiB on an H100).")
+    if not isinstance(args, (tuple, list)):
+        raise TypeError(f"args must be a tuple of kernel arguments, got {type(args).__name__}")
+    sig = module.signature(index)
+    if len(args) != len(sig):
+        names = ", ".join(p.name for p in kernel.params)
+        raise TypeError(f"kernel {expr!r} takes {len(sig)} arguments ({names}) but got {len(args)}: a GPU would "
+                        "read whatever bytes follow as the missing ones (or ignore the extra ones)")
+    holders, guards = [], []
+    argv = (ctypes.c_void_p * max(1, len(sig)))()
+    for i, (desc, value) in enumerate(zip(sig, args)):
+        if desc[0] == KIND_POINTER:
+            holder = ctypes.c_void_p(_pointer_value(kernel, i, desc, value, guards))
+        else:
+            if value is None or (isinstance(value, np.ndarray) and value.ndim > 0):
+                raise TypeError(f"{_param_desc(kernel, i, desc)} is a scalar parameter but got "
+                                f"{'None' if value is None else 'an array'}; pass one value (e.g. numpy.int32(n))")
+            data = _scalar_bytes(kernel, i, desc, value)
+            holder = ctypes.create_string_buffer(data, max(len(data), 8))
+        holders.append(holder)
+        argv[i] = ctypes.addressof(holder)
+    race = _race_seed if _race_seed is not None else _env_race_seed()
+    cfg = LaunchConfig((ctypes.c_uint * 3)(*g), (ctypes.c_uint * 3)(*b), int(shared_mem), STATIC_SHARED_LIMIT,
+                       int(kernel.needs_fibers or race is not None or os.environ.get("LLMC_CUDA_FIBERS") == "always"),
+                       race or 0)
+    lib = runtime_library()
+    code = lib.cuemu_launch(module.thread_function(index), argv, ctypes.byref(cfg))
+    _flush_printf(lib)
+    if code:
+        msg = lib.cuemu_error_message().decode("utf-8", "replace")
+        raise ERRORS.get(code, CudaEmulatorError)(f"kernel {expr!r}: {msg}")
+    memory.check_guards(guards, expr, kernel)
+
+
+def _flush_printf(lib):
+    n = lib.cuemu_take_output(None, 0)
+    if n:
+        buf = ctypes.create_string_buffer(n)
+        lib.cuemu_take_output(buf, n)
+        sys.stdout.write(buf.raw[:n].decode("utf-8", "replace"))
+        sys.stdout.flush()

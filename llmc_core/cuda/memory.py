@@ -1,0 +1,91 @@
+"""'Device' memory for the CPU backend: numpy arrays in their own pages, ending at a guard page.
+
+A kernel that writes (or reads) past the end of such an array hits the inaccessible page; the
+emulator turns the fault into an IllegalAddressError instead of a dead Jupyter kernel.  The array
+starts 256-byte aligned, like cudaMalloc memory, so up to 255 bytes of padding can sit between
+its end and the guard page: that padding holds a known byte pattern, checked after every launch.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import mmap
+
+import numpy as np
+
+PAGE = mmap.PAGESIZE
+ALIGN = 256          # cudaMalloc's alignment
+CANARY = 0xA5
+POISON = 0xFF        # fresh cp.empty memory: NaN as float, -1 as int (a GPU gives garbage)
+
+try:  # POSIX; elsewhere arrays simply have no guard page
+    _mprotect = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).mprotect
+    _mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+except (OSError, AttributeError, TypeError):
+    _mprotect = None
+
+
+class DeviceBuffer(mmap.mmap):
+    """Anonymous pages holding one array, followed by a PROT_NONE guard page."""
+    pad_addr: int
+    pad_len: int
+    nbytes: int
+
+
+def device_empty(shape, dtype=float, fill: int | None = POISON) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    shape = (int(shape),) if np.isscalar(shape) else tuple(int(s) for s in shape)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    data_pages = max(1, -(-nbytes // PAGE))
+    buf = DeviceBuffer(-1, (data_pages + 1) * PAGE)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    guard = base + data_pages * PAGE
+    if _mprotect is not None and _mprotect(guard, PAGE, 0) != 0:
+        raise OSError(ctypes.get_errno(), "mprotect failed for a device array's guard page")
+    offset = (data_pages * PAGE - nbytes) // ALIGN * ALIGN
+    buf.pad_addr = base + offset + nbytes
+    buf.pad_len = guard - buf.pad_addr
+    buf.nbytes = nbytes
+    ctypes.memset(buf.pad_addr, CANARY, buf.pad_len)
+    if fill is not None and nbytes:
+        ctypes.memset(base + offset, fill, nbytes)
+    return np.frombuffer(buf, dtype=dtype, count=nbytes // dtype.itemsize, offset=offset).reshape(shape)
+
+
+def device_copy(a, dtype=None) -> np.ndarray:
+    a = np.asarray(a, dtype=dtype)
+    out = device_empty(a.shape, a.dtype, fill=None)
+    out[...] = a
+    return out
+
+
+def buffer_of(a: np.ndarray):
+    """The DeviceBuffer behind an array (or a view of one), else None."""
+    obj = a
+    for _ in range(64):
+        if isinstance(obj, DeviceBuffer):
+            return obj
+        if isinstance(obj, memoryview):
+            obj = obj.obj
+        elif isinstance(obj, np.ndarray):
+            obj = obj.base
+        else:
+            return None
+    return None
+
+
+def check_guards(arrays, expr: str, kernel) -> None:
+    """Raise if a launch overwrote the padding after any device array it was given."""
+    from .emulator import IllegalAddressError
+    for i, a in enumerate(arrays):
+        buf = buffer_of(a)
+        if buf is None or buf.pad_len == 0:
+            continue
+        pad = ctypes.string_at(buf.pad_addr, buf.pad_len)
+        if pad.count(CANARY) != len(pad):
+            first = next(k for k, c in enumerate(pad) if c != CANARY)
+            ctypes.memset(buf.pad_addr, CANARY, buf.pad_len)
+            raise IllegalAddressError(
+                f"kernel {expr!r} wrote {first} bytes past the end of a {buf.nbytes}-byte array it was given: "
+                f"an out-of-bounds write. On a GPU this corrupts whatever lies there (or fails with "
+                f"cudaErrorIllegalAddress). Check the index bound of every store.")
