@@ -12,10 +12,11 @@ on one string runs on one thread. Times are the best of --repeats runs.
 """
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import best_time  # noqa: E402 (benchmarks/ is on sys.path when run as a script)
 
 
 def parse_args():
@@ -24,15 +25,6 @@ def parse_args():
     parser.add_argument("--tokenizers", nargs="+", default=["gpt2", "gpt4"], choices=["gpt2", "gpt4"],
                         help="which tokenizers to measure")
     return parser.parse_args()
-
-
-def best_time(fn, repeats):
-    times, result = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), result
 
 
 def main():

@@ -17,6 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from timing import best_time  # noqa: E402 (benchmarks/ is on sys.path when run as a script)
+
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -29,15 +31,6 @@ def parse_args():
     parser.add_argument("--hf-threads", type=int, default=1, help="threads for Hugging Face tokenizers (RAYON_NUM_THREADS)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each fast trainer; the best time counts")
     return parser.parse_args()
-
-
-def best_time(fn, repeats):
-    times, result = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), result
 
 
 def main():

@@ -12,28 +12,15 @@ import math
 import numpy as np
 
 from llmc_core.exercises import probe, raised
+from llmc_core.plotting import graph_nodes
 
 PRESET_GRAD = 0.25  # what a child's grad holds before a probe's backward step: += must keep it
-
-
-def _children_first(root):
-    """Every node reachable from `root`, children before parents, without recursion."""
-    order, seen, stack = [], set(), [(root, False)]
-    while stack:
-        node, children_done = stack.pop()
-        if children_done:
-            order.append(node)
-        elif id(node) not in seen:
-            seen.add(id(node))
-            stack.append((node, True))
-            stack.extend((child, False) for child in node._prev if id(child) not in seen)
-    return order
 
 
 def _sweep(root, upstream):
     """Backpropagate `upstream` from `root` through the learner's `_backward` closures."""
     root.grad = upstream
-    for node in reversed(_children_first(root)):
+    for node in reversed(graph_nodes(root)):
         node._backward()
 
 
@@ -274,7 +261,7 @@ def log_of_non_positive_input_raises(nb):
 def _order_facts(root, order):
     """Order-independent facts about a claimed topological order (valid orders differ)."""
     position = {id(node): i for i, node in enumerate(order)}
-    reachable = _children_first(root)
+    reachable = graph_nodes(root)
     return {
         "length": len(order),
         "each node once": len(position) == len(order),
