@@ -108,21 +108,36 @@ def closed_folder(path):
     return None
 
 
-def expose(needed):
-    """Make `needed` paths reachable for a private uid when a 0700 folder (e.g. /root) sits above them.
+# The system's own top-level folders. Every other one (/home, /root, /srv, /opt, /work, ...) may hold
+# people's files, such as a course checkout with its solutions or other students' work, so the child
+# sees it only as an empty folder with the paths it needs bound back in.
+SYSTEM_FOLDERS = frozenset({"/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
+                            "/proc", "/run", "/sbin", "/sys", "/tmp", "/usr", "/var"})
 
-    The closed folder is covered by an empty tmpfs (so the rest of it stays hidden) and each needed
-    path is bind-mounted back at its own place, reached through a file descriptor opened first.
+
+def people_folders():
+    return [f"/{name}" for name in sorted(os.listdir("/"))
+            if f"/{name}" not in SYSTEM_FOLDERS and os.path.isdir(f"/{name}") and not os.path.islink(f"/{name}")]
+
+
+def cover_all_but(needed, private_uid):
+    """Cover people's folders (and, for a private uid, folders it could not pass through, e.g. /root)
+    with an empty tmpfs, and bind each `needed` path back at its own place.
+
+    Needed paths are reached through file descriptors opened before anything is covered; bind
+    mounts are recursive, so folders hidden earlier (snapshots inside the package) stay hidden.
     """
-    blocked = {}
+    covered = {folder: [] for folder in people_folders()}
     for path in sorted({os.path.realpath(p) for p in needed if os.path.isabs(p) and os.path.exists(p)}):
-        closed = closed_folder(path)
-        if closed is None:
-            continue
-        blocked.setdefault(str(closed), []).append(path)
-    for closed, paths in blocked.items():
+        folder = next((f for f in covered if under(path, f)), None)
+        if folder is None and private_uid:
+            closed = closed_folder(path)
+            folder = str(closed) if closed is not None else None
+        if folder is not None:
+            covered.setdefault(folder, []).append(path)
+    for folder, paths in covered.items():
         fds = {p: os.open(p, os.O_PATH) for p in paths if not any(under(p, q) and p != q for q in paths)}
-        mount_tmpfs(closed, "size=4k,mode=0755", MS_NOSUID | MS_NODEV)
+        mount_tmpfs(folder, "size=4k,mode=0755", MS_NOSUID | MS_NODEV)
         for p, fd in fds.items():
             if os.path.isdir(f"/proc/self/fd/{fd}"):
                 os.makedirs(p, mode=0o755, exist_ok=True)
@@ -156,8 +171,8 @@ def build_jail(jail, limits):
     for path in jail["hide"]:
         if os.path.exists(path) and not under(workdir, path):
             hide(path)
-    if uid is not None:
-        expose(needed + [os.path.dirname(os.path.realpath(sys.executable))])
+    package = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # llmc_core, not the checkout around it
+    cover_all_but(needed + [str(workdir), package, os.path.dirname(os.path.realpath(sys.executable))], uid is not None)
     return workdir
 
 
