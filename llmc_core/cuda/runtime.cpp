@@ -794,10 +794,13 @@ void run_blocks(Worker* w, Launch* L) {
         char addr[32];
         std::snprintf(addr, sizeof addr, "0x%llx", (unsigned long long)last_fault_addr);
         std::string who = cuemu_cur ? "thread " + coords(cuemu_cur->threadIdx) : std::string("a thread");
+        // A stack overflow faults in the guard just below the running fiber's own stack; a fault in
+        // another fiber's guard is a wild pointer that happened to land there.
         bool stack = false;
         for (Fiber* f : w->fibers) {
+            if (&f->ts != cuemu_cur) continue;
             uintptr_t lo = reinterpret_cast<uintptr_t>(f->stack_lo);
-            if (last_fault_addr + 65536 >= lo && last_fault_addr < lo) stack = true;
+            stack = last_fault_addr + 65536 >= lo && last_fault_addr < lo;
         }
         if (stack)
             L->fail(6, "stack overflow in " + where(b) + ", " + who + ": a CUDA thread's local variables "
