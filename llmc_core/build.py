@@ -82,7 +82,8 @@ def build(names=None, check_only=False, root=REPO_DIR, log=print):
     `root` is a course checkout: solutions/, lessons/ and llmc_core/snapshots/ beneath it.
     """
     root = Path(root)
-    solutions_dir, lessons_dir, snapshot_dir = root / "solutions", root / "lessons", root / "llmc_core" / "snapshots"
+    solutions_dir, lessons_dir = root / "solutions", root / "lessons"
+    snapshot_dir, reference_dir = root / "llmc_core" / "snapshots", root / "llmc_core" / "references"
     solutions = sorted(solutions_dir.glob("*.ipynb"))
     if names:
         wanted = {lesson_by_notebook(n).notebook for n in names}
@@ -101,10 +102,14 @@ def build(names=None, check_only=False, root=REPO_DIR, log=print):
             stale.append((solution_path, "is stored with outputs or without cell ids"))
             if not check_only:
                 atomic_write_text(solution_path, clean_solution_text)
-        if not lesson_path.exists() or lesson_path.read_text(encoding="utf-8") != lesson_text:
-            stale.append((lesson_path, "differs from what its solution generates"))
-            if not check_only:
-                atomic_write_text(lesson_path, lesson_text)
+        outputs = [(lesson_path, lesson_text)]
+        if lesson.reference:
+            outputs.append((reference_dir / solution_path.name, clean_solution_text))
+        for path, text in outputs:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append((path, "differs from what its solution generates"))
+                if not check_only:
+                    atomic_write_text(path, text)
         probes = probes_for(lesson)
         if probes:
             notebook = load_notebook(solution_path)

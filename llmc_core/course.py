@@ -8,6 +8,9 @@ class Lesson:
     notebook: str  # file stem in solutions/ and lessons/, e.g. "01_micrograd"
     prefix: str    # exercise ids start with this and a slash: "micrograd/backward"
     title: str
+    # Later lessons build on this lesson's solution: `llmc build` copies it into the package
+    # (llmc_core/references/), where llmc_core.numpy_gpt2 loads it, so it works wherever the package does.
+    reference: bool = False
 
     @property
     def filename(self):
@@ -21,8 +24,8 @@ class Lesson:
 LESSONS = (
     Lesson("00_setup", "setup", "Setup, exercises and check()"),
     Lesson("01_micrograd", "micrograd", "A scalar autograd engine and a tiny neural net"),
-    Lesson("02_gpt2_numpy_forward", "gpt2_forward", "GPT-2 in numpy: the forward pass"),
-    Lesson("03_gpt2_numpy_backward", "gpt2_backward", "GPT-2 in numpy: backward pass and training"),
+    Lesson("02_gpt2_numpy_forward", "gpt2_forward", "GPT-2 in numpy: the forward pass", reference=True),
+    Lesson("03_gpt2_numpy_backward", "gpt2_backward", "GPT-2 in numpy: backward pass and training", reference=True),
     Lesson("04_bpe_tokenizer", "bpe", "A byte-level BPE tokenizer, exact to GPT-2 and GPT-4"),
     Lesson("05_torch_explicit_backward", "torch_backward", "PyTorch layers with explicit backward passes"),
     Lesson("06_cuda_kernels", "cuda", "CUDA kernels for GPT-2"),
@@ -31,6 +34,7 @@ LESSONS = (
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SNAPSHOT_DIR = PACKAGE_DIR / "snapshots"
+REFERENCE_DIR = PACKAGE_DIR / "references"
 # In a source checkout the notebooks sit beside the package.
 REPO_DIR = PACKAGE_DIR.parent
 SOLUTIONS_DIR = REPO_DIR / "solutions"

@@ -1,0 +1,55 @@
+"""GPT-2's layers in numpy, forward and backward, for the lessons that build on lessons 02 and 03.
+
+The code has one home: the solution notebooks. Lesson 02 (`solutions/02_gpt2_numpy_forward.ipynb`)
+writes the forward layers, lesson 03 (`solutions/03_gpt2_numpy_backward.ipynb`) the backward
+layers, the full backward pass and AdamW. `llmc build` copies both into the package
+(`llmc_core/references/`); this module loads one once, on first use of one of its names, and
+hands out its functions:
+
+    from llmc_core.numpy_gpt2 import layernorm_forward, layernorm_backward
+
+So lesson 03 builds on a working forward pass even when a learner's lesson 02 is unfinished,
+and the reference layers are never written twice.
+"""
+import functools
+
+from llmc_core.course import REFERENCE_DIR
+from llmc_core.notebook import load_notebook
+
+# The names each solution notebook provides, in the order the lessons define them.
+NAMES = {
+    "02_gpt2_numpy_forward": (
+        "encoder_forward", "layernorm_forward", "matmul_forward", "GELU_SCALE", "gelu_forward",
+        "residual_forward", "softmax_forward", "attention_forward_loop", "attention_forward",
+        "crossentropy_forward", "block_forward", "model_forward", "gpt2_forward",
+        "sampling_probs", "sample", "generate",
+    ),
+    "03_gpt2_numpy_backward": (
+        "encoder_backward", "layernorm_backward", "matmul_backward", "gelu_backward",
+        "residual_backward", "softmax_backward", "attention_backward",
+        "crossentropy_softmax_backward", "block_backward", "gpt2_loss_and_grads",
+        "flat_buffer", "adamw_update",
+    ),
+}
+__all__ = [name for names in NAMES.values() for name in names]
+
+
+@functools.cache
+def solution(notebook):
+    """The solution notebook `notebook` ("02_gpt2_numpy_forward"), loaded once, demo cells skipped."""
+    path = REFERENCE_DIR / f"{notebook}.ipynb"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: the package was installed without the reference notebooks "
+                                "that `llmc build` puts there; reinstall llmc, or run `llmc build` in a checkout")
+    nb = load_notebook(path)
+    if nb.cell_errors:
+        failures = "; ".join(str(e) for e in nb.cell_errors)
+        raise RuntimeError(f"the solution notebook {path.name} does not load cleanly: {failures}")
+    return nb
+
+
+def __getattr__(name):
+    for notebook, names in NAMES.items():
+        if name in names:
+            return getattr(solution(notebook), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,190 @@
+"""Probes of lesson 03, GPT-2 in numpy: the backward pass and training.
+
+The caches come from the reference forward layers (llmc_core.numpy_gpt2), as in the lesson.
+Inputs are seeded, in float64, and scaled so that no gradient can hide behind zeros.
+"""
+import numpy as np
+
+from llmc_core import numpy_gpt2 as ref
+from llmc_core.exercises import probe, raised
+from llmc_core.probes.gpt2_forward import PROBE_CONFIG, normal, random_params
+
+# --- encoder ---------------------------------------------------------------------------------
+
+@probe("gpt2_backward/encoder", points=2, hint="dwte gets dout[b, t] in row idx[b, t]: use np.add.at so that repeated ids all count; dwpe[t] sums dout[:, t].")
+def encoder_repeated_ids(nb):
+    idx = np.array([[1, 3, 1, 1], [3, 0, 2, 1]])  # ids 1 and 3 repeat
+    _, cache = ref.encoder_forward(idx, normal(1, (5, 3)), normal(2, (6, 3)))
+    dwte, dwpe = nb.encoder_backward(normal(3, (2, 4, 3)), cache)
+    return {"dwte": dwte, "dwpe": dwpe}
+
+
+# --- layernorm -------------------------------------------------------------------------------
+
+@probe("gpt2_backward/layernorm", points=3, hint="dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) with dxhat = dout * w; means over C.")
+def layernorm_grads(nb):
+    _, cache = ref.layernorm_forward(normal(4, (2, 3, 6), 2.0, 1.0), normal(5, (6,), 0.5, 1.0), normal(6, (6,)))
+    dx, dw, db = nb.layernorm_backward(normal(7, (2, 3, 6)), cache)
+    return {"dx": dx, "dw": dw, "db": db}
+
+
+# --- matmul ----------------------------------------------------------------------------------
+
+@probe("gpt2_backward/matmul", points=2, hint="dx = dout @ w.T; dw = x.T @ dout with the B*T positions flattened into rows; db = dout summed over positions.")
+def matmul_grads(nb):
+    _, cache = ref.matmul_forward(normal(8, (2, 3, 4)), normal(9, (4, 5)), normal(10, (5,)))
+    dx, dw, db = nb.matmul_backward(normal(11, (2, 3, 5)), cache)
+    return {"dx": dx, "dw": dw, "db": db}
+
+
+# --- gelu ------------------------------------------------------------------------------------
+
+@probe("gpt2_backward/gelu", points=2, hint="Product rule on 0.5 * x * (1 + tanh(u)), chain rule through tanh (1 - tanh^2) and u = sqrt(2/pi) * (x + 0.044715 x^3).")
+def gelu_grads(nb):
+    x = np.linspace(-5.0, 5.0, 21)
+    _, cache = ref.gelu_forward(x)
+    return nb.gelu_backward(normal(12, (21,)), cache)
+
+
+# --- residual --------------------------------------------------------------------------------
+
+@probe("gpt2_backward/residual", hint="Both inputs of x + y get the whole of dout.")
+def residual_grads(nb):
+    dout = normal(13, (2, 3, 4))
+    dx, dy = nb.residual_backward(dout, None)
+    return {"dx": dx, "dy": dy}
+
+
+# --- softmax ---------------------------------------------------------------------------------
+
+@probe("gpt2_backward/softmax", points=2, hint="dx = probs * (dout - sum(dout * probs)) along the last axis.")
+def softmax_grads(nb):
+    _, cache = ref.softmax_forward(normal(14, (2, 3, 5), 2.0))
+    return nb.softmax_backward(normal(15, (2, 3, 5)), cache)
+
+
+@probe("gpt2_backward/softmax", hint="A masked entry (probability 0) must get gradient 0.")
+def softmax_masked_grads(nb):
+    _, cache = ref.softmax_forward(np.array([[0.3, -np.inf, 1.2, 0.5]]))
+    return nb.softmax_backward(np.array([[1.0, 5.0, -2.0, 0.5]]), cache)
+
+
+# --- attention -------------------------------------------------------------------------------
+
+@probe("gpt2_backward/attention", points=3, hint="dv = att^T @ dout, datt = dout @ v^T, dpreatt = softmax_backward(datt, att) / sqrt(HS), dq = dpreatt @ k, dk = dpreatt^T @ q; then back to (B, T, 3C).")
+def attention_grads(nb):
+    _, cache = ref.attention_forward(normal(16, (2, 5, 3 * 8)), 2)
+    return nb.attention_backward(normal(17, (2, 5, 8)), cache)
+
+
+@probe("gpt2_backward/attention", hint="A gradient at position t only flows to positions s <= t: the masked weights are 0.")
+def attention_grads_stay_in_the_past(nb):
+    _, cache = ref.attention_forward(normal(18, (1, 6, 3 * 4)), 2)
+    dout = np.zeros((1, 6, 4))
+    dout[0, 2] = normal(19, (4,))  # only position 2 has a gradient
+    dqkv = nb.attention_backward(dout, cache)
+    return {"future gradient is zero": bool(np.all(dqkv[0, 3:] == 0)), "past gradient": dqkv[0, :3]}
+
+
+# --- softmax + cross-entropy -----------------------------------------------------------------
+
+@probe("gpt2_backward/crossentropy_softmax", points=2, hint="dlogits = dlosses[..., None] * (probs - onehot(targets)).")
+def crossentropy_softmax_grads(nb):
+    probs, _ = ref.softmax_forward(normal(20, (2, 3, 6), 2.0))
+    _, cache = ref.crossentropy_forward(probs, np.random.default_rng(21).integers(0, 6, (2, 3)))
+    return nb.crossentropy_softmax_backward(normal(22, (2, 3)), cache)
+
+
+# --- block and model -------------------------------------------------------------------------
+
+@probe("gpt2_backward/block", points=3, hint="Reverse block_forward's order; at each residual, the gradient goes both ways and adds up where the paths meet.")
+def block_grads(nb):
+    params = random_params(PROBE_CONFIG, seed=23)
+    _, cache = ref.block_forward(params, 1, normal(24, (2, 4, PROBE_CONFIG.n_embd)), PROBE_CONFIG)
+    grads = {name: np.zeros_like(p) for name, p in params.items()}
+    dx = nb.block_backward(normal(25, (2, 4, PROBE_CONFIG.n_embd)), cache, 1, grads)
+    return {"dx": dx, **{name: g for name, g in grads.items() if name.startswith("h.1.")}}
+
+
+@probe("gpt2_backward/block", hint="block_backward adds into grads with +=: existing values must stay.")
+def block_accumulates(nb):
+    params = random_params(PROBE_CONFIG, seed=26)
+    _, cache = ref.block_forward(params, 0, normal(27, (1, 3, PROBE_CONFIG.n_embd)), PROBE_CONFIG)
+    grads = {name: np.ones_like(p) for name, p in params.items()}
+    nb.block_backward(normal(28, (1, 3, PROBE_CONFIG.n_embd)), cache, 0, grads)
+    return grads["h.0.ln_2.bias"]
+
+
+def model_inputs(seed, shape=(2, 5)):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, PROBE_CONFIG.vocab_size, shape), rng.integers(0, PROBE_CONFIG.vocab_size, shape)
+
+
+@probe("gpt2_backward/model", points=2, hint="The loss is the mean of the B*T per-position cross-entropies of softmax(logits).")
+def model_loss(nb):
+    idx, targets = model_inputs(29)
+    loss, _ = nb.gpt2_loss_and_grads(random_params(PROBE_CONFIG, seed=30), idx, targets, PROBE_CONFIG)
+    return float(loss)
+
+
+@probe("gpt2_backward/model", points=4, hint="dlosses = 1 / (B*T); then the fused softmax/cross-entropy, the lm head (its dw transposed into wte), ln_f, the blocks in reverse, the encoder (into wte again).")
+def model_grads(nb):
+    idx, targets = model_inputs(31)
+    _, grads = nb.gpt2_loss_and_grads(random_params(PROBE_CONFIG, seed=32), idx, targets, PROBE_CONFIG)
+    return {name: grads[name] for name in ("wte.weight", "wpe.weight", "h.0.attn.c_attn.weight", "h.1.mlp.c_fc.bias", "ln_f.weight", "ln_f.bias")}
+
+
+@probe("gpt2_backward/model", hint="With a grads dict given, add into it (+=) and return it.", rtol=1e-4, atol=1e-6)
+def model_accumulates(nb):
+    idx, targets = model_inputs(33, (1, 4))
+    params = random_params(PROBE_CONFIG, seed=34, dtype=np.float32)
+    grads = {name: np.zeros_like(p) for name, p in params.items()}
+    nb.gpt2_loss_and_grads(params, idx, targets, PROBE_CONFIG, grads)
+    _, returned = nb.gpt2_loss_and_grads(params, idx, targets, PROBE_CONFIG, grads)
+    return {"same dict": returned is grads, "dtype": str(grads["wte.weight"].dtype), "h.0.ln_1.weight": grads["h.0.ln_1.weight"].astype(np.float64)}
+
+
+@probe("gpt2_backward/model", hint="targets must have the shape of idx: raise ValueError otherwise.")
+def model_target_shape(nb):
+    idx, targets = model_inputs(35)
+    return raised(nb.gpt2_loss_and_grads, random_params(PROBE_CONFIG, seed=36), idx, targets[:, :-1], PROBE_CONFIG)
+
+
+# --- flat buffers ----------------------------------------------------------------------------
+
+@probe("gpt2_backward/flat_buffer", points=2, hint="Allocate one np.zeros of the total size; each view is flat[offset:offset + size].reshape(shape), in the dict's order.")
+def flat_buffer_layout(nb):
+    flat, views = nb.flat_buffer({"a": (2, 3), "b": (4,), "c": (1, 2, 2)}, np.float64)
+    for i, name in enumerate(("a", "b", "c")):
+        views[name][...] = np.arange(views[name].size).reshape(views[name].shape) + 10 * (i + 1)
+    return {"flat": flat, "shapes": {name: list(v.shape) for name, v in views.items()}}
+
+
+@probe("gpt2_backward/flat_buffer", hint="Views must share the flat array's memory (slicing and reshape do; copies do not); default dtype float32.")
+def flat_buffer_shares_memory(nb):
+    flat, views = nb.flat_buffer({"w": (3, 3), "b": (3,)})
+    flat.fill(0.0)
+    views["b"] += 1.0
+    return {"dtype": str(flat.dtype), "shares": [bool(np.shares_memory(flat, v)) for v in views.values()], "sum": float(flat.sum())}
+
+
+# --- AdamW -----------------------------------------------------------------------------------
+
+@probe("gpt2_backward/adamw", points=3, hint="m and v first, then bias-correct with 1 - beta**step, then p -= lr * (m_hat / (sqrt(v_hat) + eps) + weight_decay * p); all in place.")
+def adamw_three_steps(nb):
+    param, m, v = normal(37, (12,)), np.zeros(12), np.zeros(12)
+    for step in (1, 2, 3):
+        nb.adamw_update(param, normal(38 + step, (12,)), m, v, step, lr=0.1, weight_decay=0.5)
+    return {"param": param, "m": m, "v": v}
+
+
+@probe("gpt2_backward/adamw", hint="The first step's bias correction makes the update lr * sign(g) in size (for eps small).")
+def adamw_first_step(nb):
+    param = np.zeros(6)
+    nb.adamw_update(param, np.array([1e-3, -2.0, 5.0, -1e-4, 0.3, 0.0]), np.zeros(6), np.zeros(6), 1, lr=0.01)
+    return param
+
+
+@probe("gpt2_backward/adamw", hint="step counts from 1; step 0 must raise ValueError.")
+def adamw_step_zero(nb):
+    return raised(nb.adamw_update, np.zeros(2), np.ones(2), np.zeros(2), np.zeros(2), 0, 0.1)
