@@ -116,3 +116,19 @@ def test_out_inside_submissions_refused(tmp_path):
     (tmp_path / "ann").mkdir()
     with pytest.raises(ValueError, match="outside the submissions"):
         grade(tmp_path, tmp_path / "grades", lessons=["00_setup"], progress=False)
+
+
+def test_gradescope_protect_leaves_only_earlier_references_readable(tmp_path, monkeypatch):
+    """Without namespaces, lesson 03's child must read lesson 02's reference copy but not its own."""
+    from llmc_core.grading import gradescope
+
+    references = tmp_path / "references"
+    references.mkdir()
+    for name in ("02_gpt2_numpy_forward", "03_gpt2_numpy_backward"):
+        (references / f"{name}.ipynb").write_text("{}", encoding="utf-8")
+        (references / f"{name}.ipynb").chmod(0o644)
+    monkeypatch.setattr(gradescope, "REFERENCE_DIR", references)
+    monkeypatch.setattr(gradescope, "SNAPSHOT_DIR", tmp_path / "no_snapshots_here")  # leave the real ones alone
+    gradescope.protect(tmp_path / "autograder", None, ["03_gpt2_numpy_backward"])
+    modes = {p.stem: p.stat().st_mode & 0o777 for p in references.iterdir()}
+    assert modes == {"02_gpt2_numpy_forward": 0o644, "03_gpt2_numpy_backward": 0o600}

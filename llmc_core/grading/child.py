@@ -5,7 +5,8 @@ allows), it reads one JSON request from stdin:
 
     {"lesson": "01_micrograd", "notebook": <base64 of the .ipynb bytes>, "probe_ids": [...],
      "hidden": [{"name": "extra.py", "source": "..."}], "result_fd": 3, "limits": {...},
-     "jail": {"mounts": bool, "uid": int | null, "workdir": "...", "hide": [...], "processes_now": int | null}}
+     "jail": {"mounts": bool, "uid": int | null, "workdir": "...", "hide": [...], "readable": [...],
+              "processes_now": int | null}}
 
 Then, still trusted: imports the probes (public ones from the package, hidden ones from the
 request through a file deleted at once), mounts a private /tmp and empty folders over `hide`,
@@ -38,7 +39,7 @@ from llmc_core.course import lesson_by_notebook  # noqa: E402
 from llmc_core.exercises import Outcome, load_probe_file, probes_for, run_probe  # noqa: E402
 from llmc_core.notebook import load_notebook  # noqa: E402
 
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC = 1, 2, 4, 8, 4096, 0x4000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 8, 32, 4096, 0x4000
 PR_SET_NO_NEW_PRIVS = 38
 REQUEST_LIMIT = 1 << 30
 
@@ -66,10 +67,26 @@ def mount_tmpfs(target, options, flags=MS_NOSUID | MS_NODEV):
     libc_call("mount", b"tmpfs", str(target).encode(), b"tmpfs", flags, options.encode())
 
 
-def hide(path):
-    """Cover `path` with an empty read-only tmpfs (a folder) or /dev/null (a file), in this mount namespace only."""
+def hide(path, keep=()):
+    """Cover `path` with an empty read-only tmpfs (a folder) or /dev/null (a file), in this mount namespace only.
+
+    Files of `keep` inside the folder are bound back at their place; they stay read-only, since a bind
+    mount inherits the read-only flag of the mount it comes from (see `read_only_root`).
+    """
     if os.path.isdir(path):
-        mount_tmpfs(path, "size=4k,mode=000", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        kept = [(k, os.open(k, os.O_PATH)) for k in keep if os.path.isfile(k) and under(k, path)]
+        flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+        if not kept:
+            mount_tmpfs(path, "size=4k,mode=000", MS_RDONLY | flags)
+            return
+        mount_tmpfs(path, "size=4k,mode=0755", flags)
+        for file, fd in kept:
+            target = os.path.join(path, os.path.relpath(os.path.realpath(file), os.path.realpath(path)))
+            os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+            Path(target).touch()
+            libc_call("mount", f"/proc/self/fd/{fd}".encode(), target.encode(), None, MS_BIND, None)
+            os.close(fd)
+        libc_call("mount", b"tmpfs", str(path).encode(), b"tmpfs", MS_REMOUNT | MS_RDONLY | flags, b"size=4k,mode=0755")
     elif os.path.exists(path):
         libc_call("mount", b"/dev/null", str(path).encode(), None, MS_BIND, None)
 
@@ -120,14 +137,16 @@ def people_folders():
             if f"/{name}" not in SYSTEM_FOLDERS and os.path.isdir(f"/{name}") and not os.path.islink(f"/{name}")]
 
 
-def cover_all_but(needed, private_uid):
-    """Cover people's folders (and, for a private uid, folders it could not pass through, e.g. /root)
-    with an empty tmpfs, and bind each `needed` path back at its own place.
+def cover_all_but(needed, private_uid, tmp_options):
+    """Cover /tmp and people's folders (and, for a private uid, folders it could not pass through,
+    e.g. /root) with an empty tmpfs, and bind each `needed` path back at its own place.
 
+    /tmp gets a writable tmpfs (`tmp_options`): it is the child's scratch space, and what others left
+    there (a checkout, pytest's folders, another grading run) must not be visible.
     Needed paths are reached through file descriptors opened before anything is covered; bind
     mounts are recursive, so folders hidden earlier (snapshots inside the package) stay hidden.
     """
-    covered = {folder: [] for folder in people_folders()}
+    covered = {folder: [] for folder in ["/tmp"] + people_folders()}
     for path in sorted({os.path.realpath(p) for p in needed if os.path.isabs(p) and os.path.exists(p)}):
         folder = next((f for f in covered if under(path, f)), None)
         if folder is None and private_uid:
@@ -137,7 +156,7 @@ def cover_all_but(needed, private_uid):
             covered.setdefault(folder, []).append(path)
     for folder, paths in covered.items():
         fds = {p: os.open(p, os.O_PATH) for p in paths if not any(under(p, q) and p != q for q in paths)}
-        mount_tmpfs(folder, "size=4k,mode=0755", MS_NOSUID | MS_NODEV)
+        mount_tmpfs(folder, tmp_options if folder == "/tmp" else "size=4k,mode=0755", MS_NOSUID | MS_NODEV)
         for p, fd in fds.items():
             if os.path.isdir(f"/proc/self/fd/{fd}"):
                 os.makedirs(p, mode=0o755, exist_ok=True)
@@ -153,26 +172,22 @@ def build_jail(jail, limits):
     uid, workdir = jail["uid"], Path(jail["workdir"])
     if not jail["mounts"]:
         return workdir
-    owner = f",uid={uid},gid={uid}" if uid is not None else ""
     read_only_root()
+    readable = jail.get("readable", [])
     needed = [p for p in sys.path if p] + [sys.prefix, sys.base_prefix, __file__]
-    private_tmp = not any(under(p, "/tmp") for p in needed)
     for folder in ("/var/tmp", "/dev/shm"):
         if os.path.isdir(folder) and not any(under(p, folder) for p in needed):
             mount_tmpfs(folder, "size=1m,mode=1777")
-    if private_tmp:
-        mount_tmpfs("/tmp", f"size={limits['disk']},mode=1777")
-        workdir = Path("/tmp/submission")
-        workdir.mkdir(mode=0o700)
-        if uid is not None:
-            os.chown(workdir, uid, uid)
-    else:
-        mount_tmpfs(workdir, f"size={limits['disk']},mode=0700{owner}")
     for path in jail["hide"]:
-        if os.path.exists(path) and not under(workdir, path):
-            hide(path)
+        if os.path.exists(path):
+            hide(path, keep=readable)
     package = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # llmc_core, not the checkout around it
-    cover_all_but(needed + [str(workdir), package, os.path.dirname(os.path.realpath(sys.executable))], uid is not None)
+    cover_all_but(needed + readable + [package, os.path.dirname(os.path.realpath(sys.executable))],
+                  uid is not None, tmp_options=f"size={limits['disk']},mode=1777")
+    workdir = Path("/tmp/submission")
+    workdir.mkdir(mode=0o700)
+    if uid is not None:
+        os.chown(workdir, uid, uid)
     return workdir
 
 

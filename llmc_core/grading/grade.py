@@ -23,10 +23,11 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llmc_core.course import LESSONS, REPO_DIR, SNAPSHOT_DIR, SOLUTIONS_DIR, lesson_by_notebook
+from llmc_core.course import LESSONS, REFERENCE_DIR, REPO_DIR, SNAPSHOT_DIR, SOLUTIONS_DIR, lesson_by_notebook
 from llmc_core.exercises import Outcome, load_snapshots, probes_for
 from llmc_core.fileio import atomic_write_json
 from llmc_core.grading import hidden as hidden_probes
+from llmc_core.grading import lesson_needs
 from llmc_core.grading.sandbox import Limits, detect_isolation, remove_stale_workroots, run_child
 from llmc_core.grading.submissions import Found, find_students, read_lesson_notebook
 
@@ -42,7 +43,9 @@ class LessonPlan:
     snapshots: dict
     hidden_ids: set = field(default_factory=set)
     hidden_sources: list = field(default_factory=list)
-    fingerprint: str = ""   # changes when the probes change: committed results are then stale
+    readable: list = field(default_factory=list)  # files the child may read: earlier solutions, a runtime cache
+    env: dict = field(default_factory=dict)       # variables for the child beyond the scrubbed environment
+    fingerprint: str = ""   # changes when the probes (or the solutions they build on) change: results are then stale
 
 
 def plan_lessons(names=None, hidden_dir=None):
@@ -71,6 +74,7 @@ def plan_lessons(names=None, hidden_dir=None):
             plan.snapshots.update(hidden_probes.load_hidden_snapshots(hidden_dir, lesson, extra))
             plan.hidden_ids = {p.id for p in extra.probes}
             plan.hidden_sources = extra.sources
+        plan.readable = [str(p) for p in lesson_needs.earlier_solutions(lesson)]
         plan.fingerprint = probes_fingerprint(plan)
         plans.append(plan)
     return plans
@@ -83,6 +87,8 @@ def probes_fingerprint(plan):
         h.update(Path(module.__file__).read_bytes())
     h.update(json.dumps([p.id for p in plan.probes]).encode())
     h.update(hidden_probes.sources_digest(plan.hidden_sources).encode())
+    for path in plan.readable:
+        h.update(Path(path).read_bytes())
     return h.hexdigest()
 
 
@@ -124,7 +130,8 @@ def grade_notebook(student, plan, found, limits, isolation, slot, hide, cancel=N
         return state
     request = {"lesson": plan.lesson.notebook, "notebook": base64.b64encode(found.data).decode(),
                "probe_ids": [p.id for p in plan.probes], "hidden": plan.hidden_sources}
-    run = run_child(request, limits, isolation, slot=slot, hide=hide, cancel=cancel)
+    run = run_child(request, limits, isolation, slot=slot, hide=hide, cancel=cancel, readable=plan.readable,
+                    env=plan.env)
     state.update(status="graded" if run.status == "ok" else run.status, log=run.log, wall_s=round(run.wall, 3))
     if run.status != "ok":
         state["message"] = run.message
@@ -161,7 +168,9 @@ def _clean_outcome(data):
 
 def hidden_paths(submissions, out, hidden_dir, extra=()):
     """Folders a grading child must not read: answers, other students' work, grader output."""
-    paths = [SNAPSHOT_DIR, SOLUTIONS_DIR, REPO_DIR / ".git", Path(submissions), Path(out)]
+    # The reference copies of solutions are hidden too; a lesson that builds on an earlier one gets that
+    # one's copy back (LessonPlan.readable).
+    paths = [SNAPSHOT_DIR, REFERENCE_DIR, SOLUTIONS_DIR, REPO_DIR / ".git", Path(submissions), Path(out)]
     if hidden_dir:
         paths.append(Path(hidden_dir))
     paths += [Path(p) for p in extra]
@@ -217,9 +226,23 @@ def grade(submissions, out, lessons=None, jobs=None, limits=Limits(), hidden_dir
             else:
                 tasks.append((s, plan, found))
 
+    prepare_cuda({plan.lesson.notebook: plan for _, plan, _ in tasks}.values())
+    # Later lessons take longer to grade (torch, compiled kernels): starting them first keeps the end of
+    # the run from waiting on one long notebook while the other jobs sit idle.
+    order = [lesson.notebook for lesson in LESSONS]
+    tasks.sort(key=lambda task: -order.index(task[1].lesson.notebook))
     run_tasks(tasks, out, limits, isolation, hide, jobs, progress)
     write_reports(out, students, plans)
     return {"graded": len(tasks), "reused": reused, "students": len(students), "isolation": isolation.mode}
+
+
+def prepare_cuda(plans):
+    """Give the children of lessons that compile CUDA kernels the emulator runtime, built once here."""
+    cuda_plans = [plan for plan in plans if lesson_needs.uses_cuda(plan.lesson)]
+    runtime = lesson_needs.cuda_runtime_cache() if cuda_plans else None
+    for plan in cuda_plans if runtime else ():
+        plan.readable = plan.readable + [str(runtime)]
+        plan.env = dict(plan.env, LLMC_CUDA_READONLY_CACHE=str(runtime))
 
 
 def remove_partial_writes(out):

@@ -16,7 +16,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from llmc_core.course import REPO_DIR, SNAPSHOT_DIR
+from llmc_core.course import LESSONS, REFERENCE_DIR, REPO_DIR, SNAPSHOT_DIR
 from llmc_core.fileio import atomic_write_bytes, atomic_write_json
 from llmc_core.grading.grade import grade, plan_lessons
 from llmc_core.grading.sandbox import Limits
@@ -73,14 +73,21 @@ def build_autograder_zip(out, lessons=None, hidden_dir=None, limits=Limits(), re
     atomic_write_bytes(out, buffer.getvalue())
 
 
-def protect(root, hidden_dir):
+def protect(root, hidden_dir, lessons=()):
     """Inside Gradescope's container: make answers and other files unreadable to the grading uids.
 
     Used where mount namespaces may be missing; the private uid then meets ordinary permissions.
+    The reference copies of solutions stay readable only for lessons before the first one graded
+    (lesson 03 loads lesson 02's).
     """
     for path in (SNAPSHOT_DIR, root / "source", root / "results", root / "submission", hidden_dir):
         if path is not None and path.exists():
             os.chmod(path, 0o700)
+    order = [lesson.notebook for lesson in LESSONS]
+    first = min((order.index(name) for name in lessons if name in order), default=0)
+    for path in REFERENCE_DIR.glob("*.ipynb"):
+        if path.stem not in order or order.index(path.stem) >= first:
+            os.chmod(path, 0o600)
     metadata = root / "submission_metadata.json"
     if metadata.exists():
         os.chmod(metadata, 0o600)
@@ -101,7 +108,7 @@ def run(root, protect_files=False):
         config = json.loads((root / "source" / "grading.json").read_text(encoding="utf-8"))
         hidden_dir = root / "source" / config["hidden"] if config["hidden"] else None
         if protect_files and os.geteuid() == 0:
-            protect(root, hidden_dir)
+            protect(root, hidden_dir, config["lessons"])
         with tempfile.TemporaryDirectory(prefix="llmc-gradescope-") as tmp:
             submissions = Path(tmp) / "submissions"
             submissions.mkdir()

@@ -148,7 +148,8 @@ def scrubbed_env():
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
            "USER": "student", "LOGNAME": "student", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
            "MPLBACKEND": "Agg", "LLMC_SMALL": "1"}
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+                "LLMC_CUDA_THREADS"):
         env[var] = "1"  # threads count against RLIMIT_NPROC and jobs already use every core
     return env
 
@@ -223,10 +224,13 @@ SIGNAL_REASONS = {
 }
 
 
-def run_child(request, limits, isolation, slot=0, hide=(), workroot=None, cancel=None):
+def run_child(request, limits, isolation, slot=0, hide=(), workroot=None, cancel=None, readable=(), env=None):
     """Run `child.py` on `request` (see child.py) under `limits` -> ChildRun.
 
     `hide`: folders the child must not read (snapshots, solutions, submissions, output).
+    `readable`: files and folders the child may read although they sit in a hidden or covered folder
+    (an earlier lesson's solution that the package loads, a prebuilt read-only cache).
+    `env`: variables added to the scrubbed environment.
     `workroot`: a folder for the child's working directory when it gets no private /tmp.
     `cancel`: a threading.Event; when set, the child is killed and the run reported as cancelled.
     """
@@ -239,6 +243,7 @@ def run_child(request, limits, isolation, slot=0, hide=(), workroot=None, cancel
         os.chown(workdir, uid, uid)
     read_end, write_end = os.pipe()
     jail = {"mounts": isolation.mounts, "uid": uid, "workdir": str(workdir), "hide": [str(p) for p in hide],
+            "readable": [str(p) for p in readable],
             "matplotlib_cache": list(matplotlib_font_cache()),
             "processes_now": None if uid is not None else _count_my_processes()}
     message = dict(request, jail=jail, limits=limits.to_json(), result_fd=write_end)
@@ -247,7 +252,8 @@ def run_child(request, limits, isolation, slot=0, hide=(), workroot=None, cancel
     start = time.monotonic()
     try:
         proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env=scrubbed_env(), cwd="/", pass_fds=(write_end,), start_new_session=True)
+                                env={**scrubbed_env(), **(env or {})}, cwd="/", pass_fds=(write_end,),
+                                start_new_session=True)
     finally:
         os.close(write_end)
     try:
