@@ -34,8 +34,10 @@ def main():
     import numpy as np
     import torch
 
+    from llmc_core.course import solution_path
     from llmc_core.gpt2 import GPT2, GPT2Config
-    from llmc_core.numpy_gpt2 import gpt2_loss_and_grads
+    from llmc_core.notebook import load_notebook
+    gpt2_loss_and_grads = load_notebook(solution_path("03_gpt2_numpy_backward")).gpt2_loss_and_grads
 
     torch.set_num_threads(args.threads)
     config = GPT2Config(block_size=args.seq_len, vocab_size=args.vocab_size, n_layer=args.n_layer,

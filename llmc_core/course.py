@@ -25,7 +25,7 @@ LESSONS = (
     Lesson("00_setup", "setup", "Setup, exercises and check()"),
     Lesson("01_micrograd", "micrograd", "A scalar autograd engine and a tiny neural net"),
     Lesson("02_gpt2_numpy_forward", "gpt2_forward", "GPT-2 in numpy: the forward pass", reference=True),
-    Lesson("03_gpt2_numpy_backward", "gpt2_backward", "GPT-2 in numpy: backward pass and training", reference=True),
+    Lesson("03_gpt2_numpy_backward", "gpt2_backward", "GPT-2 in numpy: backward pass and training"),
     Lesson("04_bpe_tokenizer", "bpe", "A byte-level BPE tokenizer, exact to GPT-2 and GPT-4"),
     Lesson("05_torch_explicit_backward", "torch_backward", "PyTorch layers with explicit backward passes"),
     Lesson("06_cuda_kernels", "cuda", "CUDA kernels for GPT-2"),

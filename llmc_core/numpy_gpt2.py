@@ -1,15 +1,14 @@
-"""GPT-2's layers in numpy, forward and backward, for the lessons that build on lessons 02 and 03.
+"""GPT-2's forward layers in numpy, for lesson 03, which builds on lesson 02.
 
-The code has one home: the solution notebooks. Lesson 02 (`solutions/02_gpt2_numpy_forward.ipynb`)
-writes the forward layers, lesson 03 (`solutions/03_gpt2_numpy_backward.ipynb`) the backward
-layers, the full backward pass and AdamW. `llmc build` copies both into the package
-(`llmc_core/references/`); this module loads one once, on first use of one of its names, and
-hands out its functions:
+The code has one home: lesson 02's solution notebook (`solutions/02_gpt2_numpy_forward.ipynb`).
+`llmc build` copies it into the package (`llmc_core/references/`), and this module loads it once,
+on first use of one of its names, and hands out its functions:
 
-    from llmc_core.numpy_gpt2 import layernorm_forward, layernorm_backward
+    from llmc_core.numpy_gpt2 import layernorm_forward, attention_forward
 
-So lesson 03 builds on a working forward pass even when a learner's lesson 02 is unfinished,
-and the reference layers are never written twice.
+So lesson 03 builds on a working forward pass even when a learner's lesson 02 is unfinished, and
+the layers are never written twice. Only what a later lesson needs ships this way: lesson 03's own
+solution stays in solutions/, out of a student release.
 """
 import functools
 
@@ -23,12 +22,6 @@ NAMES = {
         "residual_forward", "softmax_forward", "attention_forward_loop", "attention_forward",
         "crossentropy_forward", "block_forward", "model_forward", "gpt2_forward",
         "sampling_probs", "sample", "generate",
-    ),
-    "03_gpt2_numpy_backward": (
-        "encoder_backward", "layernorm_backward", "matmul_backward", "gelu_backward",
-        "residual_backward", "softmax_backward", "attention_backward",
-        "crossentropy_softmax_backward", "block_backward", "gpt2_loss_and_grads",
-        "flat_buffer", "adamw_update",
     ),
 }
 __all__ = [name for names in NAMES.values() for name in names]

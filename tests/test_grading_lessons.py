@@ -6,8 +6,8 @@ soon as its solution, probes and snapshots exist. The grader's points per exerci
 check() run in this process on the same notebooks (the oracle for well-behaved notebooks).
 
 Lesson 03 builds on lesson 02's solution (its copy in llmc_core/references/), which its grading child
-may read; a third student, `thief`, tries to load lesson 03's own solution the same way and to open
-lesson 02's copy for writing (namespaces only).
+may read; a third student, `thief`, tries to load lesson 03's own solution from the checkout and to
+open lesson 02's copy for writing (namespaces only).
 """
 import csv
 import shutil
@@ -29,11 +29,13 @@ STUDENTS = {"solution": solution_path, "lesson": lesson_path}
 BUILDS_ON = "03_gpt2_numpy_backward"  # loads 02_gpt2_numpy_forward's solution through llmc_core.numpy_gpt2
 EARLIER = REFERENCE_DIR / "02_gpt2_numpy_forward.ipynb"
 STEAL = f"""
-from llmc_core import numpy_gpt2
+from llmc_core import load_notebook
+from llmc_core.course import solution_path
 try:
-    _stolen = numpy_gpt2.solution("{BUILDS_ON}")
-    for _name in numpy_gpt2.NAMES["{BUILDS_ON}"]:
-        globals()[_name] = getattr(_stolen, _name)
+    _stolen = load_notebook(solution_path("{BUILDS_ON}"))
+    for _name in dir(_stolen):
+        if not _name.startswith("_"):
+            globals()[_name] = getattr(_stolen, _name)
 except Exception as e:
     print("no solution to steal:", e)
 """
