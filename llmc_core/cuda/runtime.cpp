@@ -655,10 +655,22 @@ namespace {
 struct sigaction old_segv, old_bus;
 
 thread_local uintptr_t last_fault_addr = 0;
+thread_local uintptr_t last_fault_sp = 0;  // the stack pointer when it faulted; 0 where unknown
+
+uintptr_t stack_pointer_of(void* context) {
+#if defined(__linux__) && defined(__x86_64__)
+    return context ? static_cast<uintptr_t>(static_cast<ucontext_t*>(context)->uc_mcontext.gregs[REG_RSP]) : 0;
+#elif defined(__linux__) && defined(__aarch64__)
+    return context ? static_cast<uintptr_t>(static_cast<ucontext_t*>(context)->uc_mcontext.sp) : 0;
+#else
+    (void)context;
+    return 0;
+#endif
+}
 
 // A fault inside a launch jumps back to the block loop of the thread that faulted; any other
 // fault goes to the handler that was there before (Python's faulthandler, or the default).
-void on_fault(int sig, siginfo_t* info, void*) {
+void on_fault(int sig, siginfo_t* info, void* context) {
     Worker* w = tls_worker;
     if (!w || !w->in_launch) {
         sigaction(SIGSEGV, &old_segv, nullptr);
@@ -666,6 +678,7 @@ void on_fault(int sig, siginfo_t* info, void*) {
         return;  // the instruction faults again, now under the previous handler
     }
     last_fault_addr = reinterpret_cast<uintptr_t>(info ? info->si_addr : nullptr);
+    last_fault_sp = stack_pointer_of(context);
     w->in_launch = 0;
     siglongjmp(w->jb, sig == SIGBUS ? 2 : 1);
 }
@@ -794,13 +807,17 @@ void run_blocks(Worker* w, Launch* L) {
         char addr[32];
         std::snprintf(addr, sizeof addr, "0x%llx", (unsigned long long)last_fault_addr);
         std::string who = cuemu_cur ? "thread " + coords(cuemu_cur->threadIdx) : std::string("a thread");
-        // A stack overflow faults in the guard just below the running fiber's own stack; a fault in
-        // another fiber's guard is a wild pointer that happened to land there.
+        // A stack overflow leaves the stack pointer below the running fiber's stack: a big local array
+        // moves it there at once, so the fault itself may land past the fiber's own guard page. A
+        // fault with the stack pointer inside the stack is a wild pointer, wherever it landed.
+        // Where the stack pointer is unknown, a fault just below a fiber's stack counts as overflow.
         bool stack = false;
         for (Fiber* f : w->fibers) {
-            if (&f->ts != cuemu_cur) continue;
             uintptr_t lo = reinterpret_cast<uintptr_t>(f->stack_lo);
-            stack = last_fault_addr + 65536 >= lo && last_fault_addr < lo;
+            if (last_fault_sp)
+                stack = stack || (&f->ts == cuemu_cur && last_fault_sp < lo);
+            else
+                stack = stack || (last_fault_addr + 65536 >= lo && last_fault_addr < lo);
         }
         if (stack)
             L->fail(6, "stack overflow in " + where(b) + ", " + who + ": a CUDA thread's local variables "
