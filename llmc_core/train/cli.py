@@ -1,0 +1,216 @@
+"""The trainer's subcommands: `llmc train`, `llmc data`, `llmc sample`, `llmc export`, `llmc plot`.
+
+`register(subparsers)` adds them to the `llmc` command; `python -m llmc_core.train ...` runs
+them without it (that is the form torchrun starts: `torchrun --nproc_per_node=2 -m llmc_core.train train`).
+"""
+import argparse
+import os
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from llmc_core.train.config import PRESETS, TrainConfig, preset
+
+# help for every TrainConfig field; each becomes a flag --field-name
+FIELD_HELP = {
+    "n_layer": "transformer blocks L",
+    "n_head": "attention heads NH",
+    "n_embd": "channels C",
+    "seq_len": "context length T of each training sequence (also the model's block size)",
+    "vocab_size": "vocabulary size V (GPT-2: 50257)",
+    "init_from": "'scratch', a GPT-2 size to fine-tune (gpt2, gpt2-medium, ...: downloaded once), "
+                 "or a .bin (llm.c) / .safetensors weights file",
+    "data": "dataset name, as `llmc data prepare` writes it (tinyshakespeare, tinystories, fineweb-edu)",
+    "train_data": "glob of train shards (overrides --data)",
+    "val_data": "glob of validation shards (overrides --data)",
+    "batch_size": "micro-batch size B per process",
+    "total_batch_tokens": "tokens per optimizer step; gradient accumulation makes up the difference",
+    "max_steps": "optimizer steps; the LR schedule ends here",
+    "lr": "peak learning rate",
+    "min_lr_frac": "final learning rate as a fraction of --lr",
+    "warmup_steps": "linear LR warmup steps",
+    "weight_decay": "AdamW weight decay of 2-D weights (biases and layernorms: none)",
+    "beta1": "AdamW beta1",
+    "beta2": "AdamW beta2",
+    "eps": "AdamW epsilon",
+    "grad_clip": "clip the global gradient norm to this (0: no clipping)",
+    "val_every": "evaluate validation loss every N steps (0: never)",
+    "val_batches": "validation batches per evaluation, over all processes",
+    "sample_every": "print a sample every N steps (0: never)",
+    "sample_tokens": "tokens per sample",
+    "checkpoint_every": "write checkpoint.pt every N steps (0: only at the end)",
+    "hellaswag_every": "HellaSwag accuracy every N steps (0: never)",
+    "hellaswag_path": "local HellaSwag jsonl (default: download the validation set)",
+    "hellaswag_examples": "use only the first N HellaSwag examples (0: all)",
+    "device": "'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...",
+    "dtype": "autocast dtype: 'auto' (bfloat16 on GPU, float32 on CPU), 'float32', 'bfloat16'",
+    "compile": "torch.compile: 'auto' (on for GPUs), 'on', 'off'",
+    "attention": "'sdpa' (fused scaled_dot_product_attention) or 'manual'",
+    "padded_vocab": "pad the vocabulary to a multiple of 128 (50257 -> 50304)",
+    "tf32": "TF32 matmuls on GPUs",
+    "fused_adamw": "use the fused AdamW kernel where available",
+    "zero1": "ZeRO stage 1: shard the AdamW state across processes (torchrun only)",
+    "peak_tflops": "device peak TFLOPS for MFU (0: look the GPU up; n/a on CPU)",
+    "seed": "random seed of the model initialization and of samples",
+}
+
+
+def flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def add_config_flags(parser):
+    """One flag per TrainConfig field, default None so that we know which ones were given."""
+    group = parser.add_argument_group("training config (defaults come from --preset)")
+    for f in fields(TrainConfig):
+        if f.type in (bool, "bool"):
+            group.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None,
+                               help=FIELD_HELP[f.name])
+        else:
+            group.add_argument(flag(f.name), type=f.type if callable(f.type) else str, default=None,
+                               metavar=f.name.upper(), help=FIELD_HELP[f.name])
+
+
+def config_from_args(args, base):
+    changes = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    if args.no_compile:
+        changes["compile"] = "off"
+    return base.replace(**changes)
+
+
+def cmd_train(args):
+    from llmc_core.train.checkpoint import load_checkpoint
+    from llmc_core.train.trainer import TrainingDiverged, train
+    out = args.out
+    if isinstance(args.resume, str):
+        out = args.resume
+    if out is None:
+        if args.resume:
+            raise ValueError("--resume needs the run folder: `llmc train --resume runs/DIR` (or --out DIR --resume)")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ValueError("with torchrun, pass --out DIR so that every process writes to the same run folder")
+        out = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    if args.resume:
+        # the checkpoint's config, with only the flags given now changed (e.g. a longer --max-steps)
+        base = TrainConfig.from_dict(load_checkpoint(out)["config"])
+    else:
+        base = preset(args.preset)
+    config = config_from_args(args, base)
+    try:
+        summary = train(config, out, resume=bool(args.resume), data_dir=args.data_dir,
+                        stop_at=args.stop_at, progress=not args.no_progress)
+    except TrainingDiverged as e:
+        print(f"llmc train: {e}", file=sys.stderr)
+        return 3
+    except ConnectionError as e:  # --init-from gpt2 or HellaSwag offline: the message says how to go on
+        print(f"llmc train: {e}", file=sys.stderr)
+        return 2
+    if summary["stopped_by"] in ("SIGINT", "SIGTERM"):
+        return 130 if summary["stopped_by"] == "SIGINT" else 143
+    return 0
+
+
+def cmd_data_prepare(args):
+    from llmc_core.train.prepare import prepare
+    paths = prepare(args.name, args.data_dir, args.workers, args.shard_tokens, args.source, progress=True)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def load_trained_model(run, device="cpu"):
+    """The GPT2 saved in a run folder's checkpoint (or a checkpoint file), in eval mode."""
+    from llmc_core.train.checkpoint import load_checkpoint
+    from llmc_core.train.trainer import build_model
+    state = load_checkpoint(run)
+    config = TrainConfig.from_dict(state["config"])
+    model = build_model(config, device, state["model_config"])
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def cmd_sample(args):
+    from llmc_core.train.sample import sample_text
+    model = load_trained_model(args.run_dir, args.device)
+    for i in range(args.num_samples):
+        text = sample_text(model, args.prompt, args.tokens, args.temperature, args.top_k, args.seed + i, args.device)
+        print(f"--- sample {i + 1} ---\n{text}")  # the text starts with the prompt
+    return 0
+
+
+def cmd_export(args):
+    from llmc_core.weights import write_llmc_checkpoint
+    model = load_trained_model(args.run_dir)
+    write_llmc_checkpoint(args.output, model, model.config, dtype=args.dtype)
+    print(f"wrote {args.output} (llm.c model checkpoint, version {3 if args.dtype == 'float32' else 5})")
+    return 0
+
+
+def cmd_plot(args):
+    from llmc_core.train.plot import plot_run
+    path = plot_run(args.run_dir, args.output)
+    print(f"wrote {path}")
+    return 0
+
+
+def register(subparsers):
+    """Add train, data, sample, export and plot to the `llmc` command's subparsers."""
+    p = subparsers.add_parser("train", help="train a GPT-2 (default: a small one on tiny Shakespeare, on the CPU)",
+                              description="Train a GPT-2 on llm.c token shards. With no arguments: the "
+                                          "shakespeare-cpu preset, about 5 minutes on a 2-core CPU.")
+    p.add_argument("--preset", default="shakespeare-cpu", choices=sorted(PRESETS), help="starting config (default: %(default)s)")
+    p.add_argument("--out", default=None, help="run folder for log.jsonl, samples.txt, checkpoint.pt (default: runs/<timestamp>)")
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
+                   help="continue from RUN_DIR/checkpoint.pt (or from --out) with its config; flags given now override it")
+    p.add_argument("--stop-at", type=int, default=0, metavar="STEP",
+                   help="save a checkpoint and stop after STEP, keeping the LR schedule of --max-steps")
+    p.add_argument("--data-dir", default=None, help="where prepared datasets live (default: ~/.cache/llmc/data)")
+    p.add_argument("--no-compile", action="store_true", help="do not torch.compile (same as --compile off)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still print)")
+    add_config_flags(p)
+    p.set_defaults(run=cmd_train)
+
+    p = subparsers.add_parser("data", help="prepare datasets as llm.c token shards")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    q = data_sub.add_parser("prepare", help="tokenize a corpus into train/val shards")
+    q.add_argument("name", choices=("tinyshakespeare", "tinystories", "fineweb-edu"), help="the corpus")
+    q.add_argument("--data-dir", default=None, help="output root; shards go to DATA_DIR/NAME (default: ~/.cache/llmc/data)")
+    q.add_argument("--workers", type=int, default=None, help="tokenizer processes (default: CPU cores - 1)")
+    q.add_argument("--shard-tokens", type=int, default=100_000_000, help="tokens per shard (default: %(default)s)")
+    q.add_argument("--source", default=None, help="read local files from this folder instead of downloading")
+    q.set_defaults(run=cmd_data_prepare)
+
+    p = subparsers.add_parser("sample", help="sample text from a trained checkpoint")
+    p.add_argument("run_dir", metavar="RUN", help="a run folder (or its checkpoint.pt)")
+    p.add_argument("--prompt", default="", help="text to continue (default: start a new document)")
+    p.add_argument("--tokens", type=int, default=100, help="tokens to generate (default: %(default)s)")
+    p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (default: %(default)s)")
+    p.add_argument("--top-k", type=int, default=50, help="sample among the k most likely tokens (0: all)")
+    p.add_argument("--num-samples", type=int, default=1, help="how many samples (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="device to sample on (default: %(default)s)")
+    p.set_defaults(run=cmd_sample)
+
+    p = subparsers.add_parser("export", help="write a trained checkpoint as an llm.c model file (gpt2_124M.bin format)")
+    p.add_argument("run_dir", metavar="RUN", help="a run folder (or its checkpoint.pt)")
+    p.add_argument("output", help="the .bin file to write")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                   help="float32 = llm.c version 3 (train_gpt2.c reads it), bfloat16 = version 5")
+    p.set_defaults(run=cmd_export)
+
+    p = subparsers.add_parser("plot", help="plot a run's training and validation loss curves")
+    p.add_argument("run_dir", metavar="RUN", help="a run folder written by `llmc train`")
+    p.add_argument("--output", default=None, help="image path (default: RUN/loss.png)")
+    p.set_defaults(run=cmd_plot)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m llmc_core.train", description="llmc's trainer commands")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"llmc {args.command}: {e}", file=sys.stderr)
+        return 2

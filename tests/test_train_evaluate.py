@@ -1,0 +1,140 @@
+"""Evaluation and interop: HellaSwag on a local file, sampling, llm.c export, --init-from, plots."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from llmc_core.encodings import gpt2_encoding
+from llmc_core.gpt2 import GPT2, GPT2Config
+from llmc_core.train.cli import load_trained_model, main
+from llmc_core.train.config import TrainConfig
+from llmc_core.train.evaluate import hellaswag_accuracy, hellaswag_batch, hellaswag_predict, read_hellaswag
+from llmc_core.train.plot import plot_run
+from llmc_core.train.sample import generate
+from llmc_core.train.shards import load_shard, write_shard
+from llmc_core.train.trainer import read_log, train
+from llmc_core.weights import load_gpt2, read_llmc_checkpoint, write_tiny_checkpoint
+
+HELLASWAG = [  # the fields of hellaswag_val.jsonl that matter: ctx, four endings, label
+    {"ctx": "A man is sitting on a roof. He", "label": 3, "activity_label": "Roof shingle removal",
+     "endings": ["is using wrap to wrap a pair of skis.", "is ripping level tiles off.",
+                 "is holding a rubik's cube.", "starts pulling up roofing on a roof."]},
+    {"ctx": "A woman pours water into a glass. She", "label": 0,
+     "endings": ["drinks it slowly.", "throws the glass at the moon while singing loudly.",
+                 "paints.", "folds the water into a paper crane and mails it."]},
+    {"ctx": "The kids run to the beach and", "label": 2,
+     "endings": ["sleep.", "fly to the stars on a bicycle made of cheese and string.",
+                 "build a sand castle near the water.", "the."]},
+]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return GPT2(GPT2Config.preset("tiny-gpt2vocab"), padded_vocab=True, seed=3).eval()
+
+
+@pytest.fixture
+def hellaswag_file(tmp_path):
+    path = tmp_path / "hellaswag_val.jsonl"
+    path.write_text("".join(json.dumps(ex) + "\n" for ex in HELLASWAG))
+    return path
+
+
+def oracle_prediction(model, example):
+    """Each ending scored alone, unpadded: mean -log p of its tokens given everything before."""
+    enc = gpt2_encoding()
+    ctx = enc.encode_ordinary(example["ctx"])
+    scores = []
+    for ending in example["endings"]:
+        end = enc.encode_ordinary(" " + ending)
+        tokens = torch.tensor([ctx + end])
+        with torch.no_grad():
+            logp = F.log_softmax(model(tokens)[0, :, :model.config.vocab_size].double(), dim=-1)
+        picked = [logp[len(ctx) + i - 1, t] for i, t in enumerate(end)]
+        scores.append(-float(sum(picked)) / len(end))
+    return int(np.argmin(scores))
+
+
+def test_hellaswag_predictions_match_scoring_each_ending_alone(model, hellaswag_file):
+    examples = read_hellaswag(hellaswag_file)
+    for ex in examples:
+        tokens, mask, label = hellaswag_batch(ex)
+        assert hellaswag_predict(model, tokens, mask, "cpu") == oracle_prediction(model, ex)
+    correct, total = hellaswag_accuracy(model, examples, "cpu")
+    assert total == 3
+    assert correct == sum(oracle_prediction(model, ex) == ex["label"] for ex in examples)
+
+
+def test_hellaswag_file_errors(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"ctx": "x", "endings": ["a", "b"], "label": 0}) + "\n")
+    with pytest.raises(ValueError, match="line 1 is not a HellaSwag example"):
+        read_hellaswag(bad)
+    with pytest.raises(ValueError, match="no HellaSwag file"):
+        read_hellaswag(tmp_path / "missing.jsonl")
+
+
+def test_top_k_1_sampling_is_greedy_decoding(model):
+    prompt = gpt2_encoding().encode_ordinary("To be, or not")
+    ours = generate(model, prompt, 10, top_k=1, seed=123)
+    idx = torch.tensor([prompt])
+    with torch.no_grad():
+        for _ in range(10):  # oracle: argmax of the last position, one token at a time
+            next_id = model(idx)[0, -1, :model.config.vocab_size].argmax()
+            idx = torch.cat([idx, next_id.view(1, 1)], dim=1)
+    assert ours == idx[0].tolist()
+
+
+def test_sampling_is_seeded(model):
+    a = generate(model, [50256], 12, top_k=0, seed=5)
+    assert a == generate(model, [50256], 12, top_k=0, seed=5)
+    assert a != generate(model, [50256], 12, top_k=0, seed=6)
+    assert max(a) < 50257  # never a padding row
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("evaldata")
+    rng = np.random.default_rng(20)
+    for split, n in (("train", 3000), ("val", 800)):
+        write_shard(d / f"toy_{split}.bin", rng.integers(0, 256, size=n))
+    return d
+
+
+def tiny_config(data, **changes):
+    return TrainConfig(n_layer=2, n_head=2, n_embd=32, seq_len=16, vocab_size=256, batch_size=4,
+                       total_batch_tokens=64, max_steps=2, warmup_steps=1, val_every=2, val_batches=2,
+                       sample_every=0, train_data=str(data / "toy_train.bin"),
+                       val_data=str(data / "toy_val.bin")).replace(**changes)
+
+
+def test_export_to_llmc_format_and_plot(toy_data, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(toy_data), run, progress=False)
+    assert main(["export", str(run), str(tmp_path / "model.bin")]) == 0
+    config, state = read_llmc_checkpoint(tmp_path / "model.bin")  # weights.py's independent reader
+    trained = load_trained_model(run).state_dict()
+    assert (config.n_layer, config.n_embd, config.vocab_size, config.block_size) == (2, 32, 256, 16)
+    for name, value in trained.items():
+        np.testing.assert_array_equal(state[name].numpy(), value.numpy(), err_msg=name)
+    png = plot_run(run)
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_init_from_an_llmc_checkpoint_starts_from_its_weights(toy_data, tmp_path):
+    path = tmp_path / "tiny.bin"
+    write_tiny_checkpoint(path, "tiny-gpt2vocab", seed=7)
+    run = tmp_path / "ft"
+    # n_layer etc. come from the file (2 layers, C=32, V=50257), not from the config
+    train(tiny_config(toy_data, init_from=str(path), n_layer=5, vocab_size=50257), run, progress=False)
+    first_val = read_log(run)[0]["val_loss"]
+    # oracle: the loaded weights' loss on the first two val chunks, computed directly
+    reference = load_gpt2(path).eval()
+    tokens = torch.from_numpy(load_shard(toy_data / "toy_val.bin")[:129].astype(np.int64))
+    with torch.no_grad():
+        l1 = reference(tokens[:64].view(4, 16), tokens[1:65].view(4, 16))[1]
+        l2 = reference(tokens[64:128].view(4, 16), tokens[65:129].view(4, 16))[1]
+    assert first_val == pytest.approx(float(l1 + l2) / 2, abs=1e-5)
+    assert load_trained_model(run).config.n_layer == 2
