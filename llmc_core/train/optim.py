@@ -46,6 +46,19 @@ def lr_at(step, lr, warmup_steps, max_steps, min_lr_frac):
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
 
 
+def grad_accum_steps(total_batch_tokens, batch_size, seq_len, world_size):
+    """Micro-steps per optimizer step: total_batch_tokens / (batch_size x seq_len x world_size).
+
+    Raises ValueError when the total is not a whole number of micro-batches over all processes.
+    """
+    per_micro = batch_size * seq_len * world_size  # tokens that one micro-step reads on all processes
+    if total_batch_tokens % per_micro:
+        raise ValueError(f"total_batch_tokens={total_batch_tokens} is not a multiple of "
+                         f"batch_size x seq_len x processes = {batch_size} x {seq_len} x {world_size} = "
+                         f"{per_micro}; change one of them")
+    return total_batch_tokens // per_micro
+
+
 def flops_per_token(num_params, n_layer, n_embd, seq_len):
     """Training FLOPs per token as llm.c counts them: 6N + 6*L*C*T.
 
@@ -56,16 +69,13 @@ def flops_per_token(num_params, n_layer, n_embd, seq_len):
 
 
 # Dense peak TFLOPS per GPU from the vendors' data sheets, by precision of the matmuls.
+# Other GPUs: pass --peak-tflops.
 GPU_PEAK_TFLOPS = (
     # (name fragment, bf16/fp16 tensor cores, tf32 tensor cores)
     ("H200", 989.0, 494.5),
     ("H100 PCIe", 756.0, 378.0),
     ("H100", 989.0, 494.5),  # SXM
     ("A100", 312.0, 156.0),
-    ("A10G", 125.0, 62.5),  # AWS's A10 variant; NVIDIA lists it with the A10's figures
-    ("L4", 121.0, 60.0),
-    ("RTX 4090", 165.2, 82.6),
-    ("RTX 3090", 71.0, 35.6),
 )
 
 

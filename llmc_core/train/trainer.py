@@ -31,7 +31,8 @@ from llmc_core.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_sta
 from llmc_core.train.config import TrainConfig
 from llmc_core.train.evaluate import hellaswag_accuracy, hellaswag_examples, val_loss
 from llmc_core.train.loader import ShardLoader, find_shards
-from llmc_core.train.optim import flops_per_token, fused_adamw_available, lr_at, param_groups, peak_flops
+from llmc_core.train.optim import fused_adamw_available, peak_flops
+from llmc_core.train.parts import TrainerParts
 from llmc_core.train.sample import sample_text
 from llmc_core.train.shards import load_shard
 
@@ -125,9 +126,9 @@ def build_model(config, device, model_config=None):
     return model.to(device)
 
 
-def make_optimizer(model, config, runtime):
+def make_optimizer(model, config, runtime, parts=TrainerParts()):
     """AdamW over the decay / no-decay groups; fused when available; ZeRO-1 sharded if asked."""
-    groups = param_groups(model, config.weight_decay)
+    groups = parts.param_groups(model, config.weight_decay)
     fused = config.fused_adamw and fused_adamw_available(runtime.device.type)
     kwargs = dict(lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps)
     if fused:
@@ -206,31 +207,33 @@ class StopSignals:
 # the loop
 
 
-def train(config: TrainConfig, out_dir, *, resume=False, data_dir=None, stop_at=0, progress=True):
+def train(config: TrainConfig, out_dir, *, resume=False, data_dir=None, stop_at=0, progress=True, parts=None):
     """Train per `config`, writing log.jsonl, samples.txt and checkpoint.pt into out_dir.
 
     resume: continue from out_dir/checkpoint.pt (the config must describe the same model).
     stop_at: save a checkpoint and stop after this step, as an interruption would, without
     changing the LR schedule (which still runs to config.max_steps).
+    parts: a TrainerParts whose functions replace the trainer's own (LR schedule, parameter
+    groups, micro-step count, FLOPs per token); None = the trainer's.
     Returns a summary dict; raises TrainingDiverged on a NaN/Inf loss.
     """
+    parts = TrainerParts() if parts is None else parts
+    if not isinstance(parts, TrainerParts):
+        raise TypeError(f"parts must be a TrainerParts (llmc_core.train.parts), got {type(parts).__name__}")
     runtime = Runtime(config)
     try:
-        return _train(config, Path(out_dir), runtime, resume, data_dir, stop_at, progress)
+        return _train(config, Path(out_dir), runtime, resume, data_dir, stop_at, progress, parts)
     finally:
         if runtime.ddp and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _train(config, out_dir, runtime, resume, data_dir, stop_at, progress):
+def _train(config, out_dir, runtime, resume, data_dir, stop_at, progress, parts):
     wall_start = time.perf_counter()
     device, master, W = runtime.device, runtime.master, runtime.world_size
     say = tqdm.write if master else (lambda *a, **k: None)
     B, T = config.batch_size, config.seq_len
-    if config.total_batch_tokens % (B * T * W):
-        raise ValueError(f"total_batch_tokens={config.total_batch_tokens} is not a multiple of "
-                         f"batch_size x seq_len x processes = {B} x {T} x {W} = {B * T * W}; change one of them")
-    grad_accum = config.total_batch_tokens // (B * T * W)
+    grad_accum = parts.grad_accum_steps(config.total_batch_tokens, B, T, W)
 
     # speed settings for GPUs: TF32 for float32 matmuls, bfloat16 autocast for the rest
     if device.type == "cuda" and config.tf32:
@@ -246,7 +249,7 @@ def _train(config, out_dir, runtime, resume, data_dir, stop_at, progress):
     state = load_checkpoint(out_dir) if resume else None
     torch.manual_seed(config.seed)
     raw_model = build_model(config, device, state["model_config"] if state else None)
-    optimizer, fused = make_optimizer(raw_model, config, runtime)
+    optimizer, fused = make_optimizer(raw_model, config, runtime, parts)
     start_step = 0
     if state:
         raw_model.load_state_dict(state["model"])
@@ -262,7 +265,7 @@ def _train(config, out_dir, runtime, resume, data_dir, stop_at, progress):
         model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     n_params = raw_model.num_parameters()
-    flops_token = flops_per_token(n_params, raw_model.config.n_layer, raw_model.config.n_embd, T)
+    flops_token = parts.flops_per_token(n_params, raw_model.config.n_layer, raw_model.config.n_embd, T)
     peak = peak_flops(device, dtype, config.peak_tflops)
     baseline = unigram_entropy(train_pattern) if master else None
     if master:
@@ -344,7 +347,7 @@ def _train(config, out_dir, runtime, resume, data_dir, stop_at, progress):
     with StopSignals() as signals:
         for step in range(start_step, config.max_steps):
             t0 = time.perf_counter()
-            lr = lr_at(step, config.lr, config.warmup_steps, config.max_steps, config.min_lr_frac)
+            lr = parts.lr_at(step, config.lr, config.warmup_steps, config.max_steps, config.min_lr_frac)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             loss_sum = torch.zeros((), device=device)
