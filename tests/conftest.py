@@ -2,6 +2,7 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from llmc_core.course import SOLUTIONS_DIR
@@ -17,3 +18,17 @@ def pytest_addoption(parser):
 def notebooks_dir(request):
     chosen = request.config.getoption("--notebooks") or os.environ.get("LLMC_NOTEBOOKS")
     return Path(chosen) if chosen else SOLUTIONS_DIR
+
+
+@pytest.fixture(scope="session")
+def toy_shards(tmp_path_factory):
+    """Train and val token shards of a learnable toy language: a cycle of 97 tokens with 10% noise."""
+    from llmc_core.train.shards import write_shard
+    folder = tmp_path_factory.mktemp("toy_shards")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6000), ("val", 1500)):
+        tokens = np.arange(n) % 97
+        noise = rng.random(n) < 0.1
+        tokens[noise] = rng.integers(0, 256, size=noise.sum())
+        write_shard(folder / f"toy_{split}.bin", tokens)
+    return folder

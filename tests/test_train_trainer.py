@@ -9,21 +9,12 @@ from llmc_core.gpt2 import GPT2
 from llmc_core.train.checkpoint import load_checkpoint
 from llmc_core.train.config import TrainConfig
 from llmc_core.train.optim import lr_at, param_groups
-from llmc_core.train.shards import write_shard
 from llmc_core.train.trainer import TrainingDiverged, read_log, train
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """Train and val shards of a learnable toy language: a cycle of 97 tokens with 10% noise."""
-    d = tmp_path_factory.mktemp("toydata")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 6000), ("val", 1500)):
-        tokens = np.arange(n) % 97
-        noise = rng.random(n) < 0.1
-        tokens[noise] = rng.integers(0, 256, size=noise.sum())
-        write_shard(d / f"toy_{split}.bin", tokens)
-    return d
+def data(toy_shards):
+    return toy_shards
 
 
 def tiny(data, **changes):

@@ -149,15 +149,8 @@ def test_mfu_is_the_trainers_formula(nb):
 # ---------------------------------------------------------------- the trainer with the notebook's parts
 
 @pytest.fixture(scope="module")
-def toy_data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("toy07")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 6000), ("val", 1500)):
-        tokens = np.arange(n) % 97
-        noise = rng.random(n) < 0.1
-        tokens[noise] = rng.integers(0, 256, size=noise.sum())
-        write_shard(d / f"toy_{split}.bin", tokens)
-    return d
+def toy_data(toy_shards):
+    return toy_shards
 
 
 def tiny(data, **changes):
