@@ -135,32 +135,8 @@ class MemoryPointer:
         return f"MemoryPointer(ptr=0x{self.ptr:x}, size={self.size})"
 
 
-class _Device:
-    def __init__(self, device=None):
-        self.id = 0 if device is None else int(device)
-        if self.id != 0:
-            raise ValueError(f"device {device!r}: the CPU backend has one device, 0")
-        self.compute_capability = "80"
-
-    def synchronize(self):
-        """Launches are synchronous in the emulator: nothing to wait for."""
-
-    def use(self):
-        return self
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def __repr__(self):
-        return "<CUDA Device 0 (llmc CPU emulator)>"
-
-
-class _Stream:
-    def __init__(self, null=False, non_blocking=False, ptds=False):
-        self.ptr = 0
+class _Synchronous:
+    """A device or stream of the emulator: launches are synchronous, so there is nothing to wait for."""
 
     def synchronize(self):
         pass
@@ -173,6 +149,22 @@ class _Stream:
 
     def __exit__(self, *exc):
         return False
+
+
+class _Device(_Synchronous):
+    def __init__(self, device=None):
+        self.id = 0 if device is None else int(device)
+        if self.id != 0:
+            raise ValueError(f"device {device!r}: the CPU backend has one device, 0")
+        self.compute_capability = "80"
+
+    def __repr__(self):
+        return "<CUDA Device 0 (llmc CPU emulator)>"
+
+
+class _Stream(_Synchronous):
+    def __init__(self, null=False, non_blocking=False, ptds=False):
+        self.ptr = 0
 
 
 _Stream.null = _Stream(null=True)

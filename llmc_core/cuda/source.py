@@ -73,27 +73,26 @@ def mask_source(src: str) -> str:
 
 def match_close(code: str, i: int, open_c: str, close_c: str) -> int:
     """Index of the bracket closing the one at code[i]."""
-    depth = 0
-    for j in range(i, len(code)):
-        if code[j] == open_c:
-            depth += 1
-        elif code[j] == close_c:
-            depth -= 1
-            if depth == 0:
-                return j
-    raise ValueError(f"unbalanced {open_c!r} at offset {i} in the kernel source")
+    return _matching(code, i, open_c, close_c, +1)
 
 
 def match_open(code: str, i: int, open_c: str, close_c: str) -> int:
+    """Index of the bracket opening the one at code[i]."""
+    return _matching(code, i, open_c, close_c, -1)
+
+
+def _matching(code: str, i: int, open_c: str, close_c: str, step: int) -> int:
+    """Walk from code[i] in direction `step` to the bracket that balances it."""
+    inward, outward = (open_c, close_c) if step > 0 else (close_c, open_c)
     depth = 0
-    for j in range(i, -1, -1):
-        if code[j] == close_c:
+    for j in range(i, len(code) if step > 0 else -1, step):
+        if code[j] == inward:
             depth += 1
-        elif code[j] == open_c:
+        elif code[j] == outward:
             depth -= 1
             if depth == 0:
                 return j
-    raise ValueError(f"unbalanced {close_c!r} at offset {i} in the kernel source")
+    raise ValueError(f"unbalanced {code[i]!r} at offset {i} in the kernel source")
 
 
 def line_of(code: str, pos: int) -> int:
