@@ -9,7 +9,7 @@ class Lesson:
     prefix: str    # exercise ids start with this and a slash: "micrograd/backward"
     title: str
     # Later lessons build on this lesson's solution: `llmc build` copies it into the package
-    # (llmc_core/references/), where llmc_core.numpy_gpt2 loads it, so it works wherever the package does.
+    # (llmc_core/references/), where llmc_core.numpy_gpt2 (or .bpe) loads it, so it works wherever the package does.
     reference: bool = False
 
     @property
@@ -26,7 +26,7 @@ LESSONS = (
     Lesson("01_micrograd", "micrograd", "A scalar autograd engine and a tiny neural net"),
     Lesson("02_gpt2_numpy_forward", "gpt2_forward", "GPT-2 in numpy: the forward pass", reference=True),
     Lesson("03_gpt2_numpy_backward", "gpt2_backward", "GPT-2 in numpy: backward pass and training"),
-    Lesson("04_bpe_tokenizer", "bpe", "A byte-level BPE tokenizer, exact to GPT-2 and GPT-4"),
+    Lesson("04_bpe_tokenizer", "bpe", "A byte-level BPE tokenizer, exact to GPT-2 and GPT-4", reference=True),
     Lesson("05_torch_explicit_backward", "torch_backward", "PyTorch layers with explicit backward passes"),
     Lesson("06_cuda_kernels", "cuda", "CUDA kernels for GPT-2"),
     Lesson("07_fast_trainer", "trainer", "A fast, scalable GPT-2 trainer"),
