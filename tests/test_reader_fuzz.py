@@ -10,8 +10,9 @@ The contract, asserted for every mutation:
      input (byte for byte for the canonical formats: the tokenizer file, .tiktoken ranks, token
      shards, llm.c tokenizer files, up to the final newline of text files; for GPT-2's
      encoder.json the same JSON value, and for vocab.bpe the same merge lines); and
-  2. it is usable: the tokenizer built from it encodes and decodes a text losslessly, and a
-     shard's tokens are below its recorded vocabulary size.
+  2. it is usable: the tokenizer built from it encodes and decodes a text losslessly.
+A shard's payload is any uint16 sequence: flipped bits there make another valid shard (the
+reader does not scan up to 2**31 tokens; batches are checked against the model's vocabulary).
 """
 import json
 
@@ -194,7 +195,6 @@ def test_fuzz_token_shards(tmp_path, small_encoding):
             fields = [info.count] + ([] if info.n_vocab is None else
                                      [info.n_vocab, *np.frombuffer(bytes.fromhex(info.fingerprint), "<i4").tolist()])
             assert header_bytes(SHARD_MAGIC, 1, *fields) + np.asarray(loaded).astype("<u2").tobytes() == data
-            assert info.n_vocab is None or len(loaded) == 0 or int(np.max(loaded)) < info.n_vocab
 
         outcomes.append(check_rejected_or_sound(lambda: load_shard(path), path, sound))
     # bit flips inside the token payload are valid shards by this definition: fewer must be rejected
