@@ -46,7 +46,7 @@ def train_tokenizer(text: str, vocab_size: int, workers: int = 1, name: str | No
     from llmc_core import bpe  # loads lesson 04's solution on first use
     merges = bpe.train_merges_fast(bpe.count_chunks_parallel(text, CL100K_SPLIT_PATTERN, workers), vocab_size - 1)
     vocab = {i: bytes([i]) for i in range(256)}
-    ranks = dict((token, i) for i, token in vocab.items())
+    ranks = {token: i for i, token in vocab.items()}
     for (a, b), new_id in merges.items():
         vocab[new_id] = vocab[a] + vocab[b]
         ranks.setdefault(vocab[new_id], len(ranks))

@@ -8,7 +8,7 @@ import torch
 from llmc_core.datasets import tiny_shakespeare_text
 from llmc_core.gpt2 import GPT2, GPT2Config
 from llmc_core.tokenizer import load_tokenizer, train_tokenizer
-from llmc_core.train.export import (debug_state, first_batch, read_debug_state, read_llmc_tokenizer,
+from llmc_core.train.export import (first_batch, read_debug_state, read_llmc_tokenizer,
                                     write_debug_state, write_llmc_tokenizer)
 from llmc_core.weights import llmc_tensor_shapes, llmc_tensors_to_state, state_to_llmc_tensors
 
