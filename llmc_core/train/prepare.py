@@ -65,8 +65,8 @@ def download(url, dest, progress=True, timeout=60.0):
     except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as e:
         reason = getattr(e, "reason", None) or e
         raise DownloadError(
-            f"could not download {url} ({reason}); check the network, or fetch the file elsewhere and pass its "
-            f"folder with --source DIR (tinyshakespeare ships with llmc and needs no download)") from None
+            f"could not download {url} ({reason}); check the network, or fetch the data elsewhere and pass the "
+            f"folder of its files with --source DIR (tinyshakespeare ships with llmc and needs no download)") from None
 
 
 def _download(url, dest, progress, timeout):
