@@ -39,6 +39,8 @@ LESSONS = (
 MOVED_EXERCISES = {f"cuda/{name}": f"cuda_fast/{name}" for name in (
     "matmul_naive", "matmul_tiled", "matmul_blocked", "attention_forward", "attention_fused", "attention_backward",
     "classifier_fused", "adamw", "encoder_forward", "encoder_backward", "encoder_backward_deterministic", "gpt2")}
+# Notebooks that took a new name then: old stem -> new stem (lesson 07's exercises, unchanged, are now lesson 08's).
+RENAMED_NOTEBOOKS = {"07_fast_trainer": "08_fast_trainer"}
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SNAPSHOT_DIR = PACKAGE_DIR / "snapshots"
@@ -55,6 +57,9 @@ def lesson_by_notebook(name):
     for lesson in LESSONS:
         if lesson.notebook == stem:
             return lesson
+    if stem in RENAMED_NOTEBOOKS:
+        raise ValueError(f"{Path(name).name!r} is now {RENAMED_NOTEBOOKS[stem]}.ipynb (lesson 06 was split in two and "
+                         f"the lessons after it moved up one); rename the file to {RENAMED_NOTEBOOKS[stem]}.ipynb")
     known = ", ".join(lesson.filename for lesson in LESSONS)
     raise ValueError(f"{Path(name).name!r} is not a lesson notebook of this course; "
                      f"lesson files keep their names: {known}")

@@ -1,6 +1,8 @@
 """The course map: lesson order, and exercises that moved to another lesson keep working under their old ids."""
+import pytest
+
 from llmc_core.checking import check, select_probes
-from llmc_core.course import LESSONS, MOVED_EXERCISES, current_exercise_id, lesson_by_prefix
+from llmc_core.course import LESSONS, MOVED_EXERCISES, current_exercise_id, lesson_by_notebook, lesson_by_prefix
 from llmc_core.exercises import exercises, load_probe_file, probes_for
 
 
@@ -34,3 +36,9 @@ def test_a_hidden_probe_file_with_an_old_id_is_read_under_the_new_one(tmp_path):
                     "    return nb.matmul_naive\n", encoding="utf-8")
     (found,) = load_probe_file(path)
     assert (found.exercise, found.id, found.points) == ("cuda_fast/matmul_naive", "cuda_fast/matmul_naive/square", 2)
+
+
+def test_a_renamed_notebook_says_its_new_name():
+    with pytest.raises(ValueError, match=r"'07_fast_trainer.ipynb' is now 08_fast_trainer.ipynb .*rename the file"):
+        lesson_by_notebook("lessons/07_fast_trainer.ipynb")
+    assert lesson_by_notebook("07_cuda_kernels_fast.ipynb").prefix == "cuda_fast"
