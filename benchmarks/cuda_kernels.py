@@ -1,4 +1,4 @@
-"""Lesson 06's kernels against PyTorch on a GPU, at GPT-2 (124M) sizes.
+"""The kernels of lessons 06 and 07 against PyTorch on a GPU, at GPT-2 (124M) sizes.
 
     python benchmarks/cuda_kernels.py            # C=768, V=50257, T=1024; B=64 or 8 (below)
     python benchmarks/cuda_kernels.py --small    # T=256 and 4 times smaller batches: a quicker look
@@ -8,9 +8,10 @@ micro-batch, B=64 x T=1024 (at B=8 a LayerNorm moves 25 MB in about 8 microsecon
 measure bandwidth rather than launch latency); vocabulary-sized and attention kernels at B=8,
 where a (B*T, V) float32 array is already 1.6 GB.
 
-For every kernel of solutions/06_cuda_kernels.ipynb: its time and PyTorch's on the same inputs
-(median of 10 runs after warm-up, L2 flushed before each, CUDA events), the ratio, achieved GB/s or
-TFLOP/s and the share of the device's peak, and the lesson's targets with whether they are met:
+For every kernel of solutions/06_cuda_kernels.ipynb and solutions/07_cuda_kernels_fast.ipynb: its
+time and PyTorch's on the same inputs (median of 10 runs after warm-up, L2 flushed before each,
+CUDA events), the ratio, achieved GB/s or TFLOP/s and the share of the device's peak, and the
+lessons' targets with whether they are met:
 layernorm forward >= 80% of HBM bandwidth; register-blocked matmul >= 60% of cuBLAS FP32 SGEMM
 (TF32 off); online softmax and the fused classifier faster than PyTorch's.
 Every kernel's output is checked against PyTorch's before it is timed.
@@ -22,6 +23,7 @@ script itself; its timings and targets mean nothing and are labelled so.
 """
 import argparse
 import sys
+from types import SimpleNamespace
 
 
 def gpu_or_reason():
@@ -64,9 +66,11 @@ def run(args, device):
     from llmc_core.course import solution_path
     from llmc_core.cuda import cp
 
-    nb = load_notebook(solution_path("06_cuda_kernels"))
-    if nb.cell_errors:
-        raise RuntimeError(f"the solution notebook did not load cleanly: {nb.cell_errors}")
+    lessons = [load_notebook(solution_path(name)) for name in ("06_cuda_kernels", "07_cuda_kernels_fast")]
+    for lesson in lessons:
+        if lesson.cell_errors:
+            raise RuntimeError(f"a solution notebook did not load cleanly: {lesson.cell_errors}")
+    nb = SimpleNamespace(**{**vars(lessons[0]), **vars(lessons[1])})  # every kernel of both lessons
     torch.backends.cuda.matmul.allow_tf32 = False  # compare with FP32 SGEMM, as the kernels are FP32
     torch.backends.cudnn.allow_tf32 = False
     peaks = {k: (float("nan") if v is None else v) for k, v in nb.device_peaks().items()}  # nan: clocks not reported

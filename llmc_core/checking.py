@@ -1,7 +1,7 @@
 """`check()` in a notebook and the reports shared by `llmc check`, `llmc progress` and the grader."""
 import inspect
 
-from llmc_core.course import LESSONS, lesson_by_prefix
+from llmc_core.course import LESSONS, current_exercise_id, lesson_by_prefix
 from llmc_core.exercises import exercises, judge, load_snapshots, probes_for, run_probe
 from llmc_core.notebook import is_loading
 
@@ -12,6 +12,7 @@ def select_probes(target):
     """(lesson, probes) for an exercise id ("micrograd/backward") or a whole lesson ("micrograd")."""
     if not isinstance(target, str) or not target:
         raise TypeError(f"check() takes an exercise id such as 'micrograd/backward', not {target!r}")
+    target = current_exercise_id(target)
     prefix = target.split("/")[0]
     lesson = lesson_by_prefix(prefix)
     probes = probes_for(lesson)
@@ -36,6 +37,9 @@ def check(target):
     if is_loading():
         return  # loading a notebook for checking or grading runs definitions only
     caller_globals = inspect.currentframe().f_back.f_globals
+    if isinstance(target, str) and current_exercise_id(target) != target:
+        moved = current_exercise_id(target)
+        print(f"{target} is now {moved}, in lesson {lesson_by_prefix(moved.split('/')[0]).notebook}")
     print(format_results(run_checks(target, caller_globals)), end="")
 
 

@@ -1,4 +1,4 @@
-"""What this machine offers the course: versions, a GPU or not, the CUDA backend lesson 06 will use."""
+"""What this machine offers the course: versions, a GPU or not, the CUDA backend lessons 06 and 07 will use."""
 import importlib
 import importlib.metadata
 import importlib.util

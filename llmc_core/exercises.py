@@ -11,11 +11,11 @@ import linecache
 import re
 import sys
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from llmc_core import plain
-from llmc_core.course import SNAPSHOT_DIR, Lesson
+from llmc_core.course import SNAPSHOT_DIR, Lesson, current_exercise_id
 from llmc_core.notebook import CELL_FILENAME, NotebookModule
 
 EXERCISE_ID = re.compile(r"^[a-z0-9_]+/[a-z0-9_]+$")
@@ -97,7 +97,8 @@ def load_probe_file(path):
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
-    return probes_in(module)
+    # A file written before an exercise moved to another lesson names it by its old id.
+    return [replace(p, exercise=current_exercise_id(p.exercise)) for p in probes_in(module)]
 
 
 def exercises(probes):

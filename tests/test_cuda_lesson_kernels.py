@@ -1,4 +1,4 @@
-"""Lesson 06's reference kernels against independent oracles (numpy, PyTorch in float64), and against GPU compilers.
+"""The reference kernels of lessons 06 and 07 against independent oracles (numpy, PyTorch in float64), and against GPU compilers.
 
 The kernels run on whichever CUDA backend is active (the CPU emulator without a GPU). Sizes are
 small and deliberately not multiples of block or tile sizes. Kernels with barriers also run under
@@ -21,6 +21,20 @@ F32 = dict(rtol=1e-5, atol=1e-5)  # float32 kernels against float64 references
 @pytest.fixture(scope="module")
 def nb():
     return load_notebook(solution_path("06_cuda_kernels"))
+
+
+@pytest.fixture(scope="module")
+def fast():
+    return load_notebook(solution_path("07_cuda_kernels_fast"))
+
+
+def test_kernels_module_hands_out_lesson_06s_solution(nb):
+    """llmc_core.kernels, through which lesson 07 uses lesson 06's kernels, exports names the solution defines."""
+    from llmc_core import kernels
+    assert [name for name in kernels.__all__ if not callable(getattr(kernels, name))] == []
+    assert set(kernels.__all__) <= set(vars(nb))
+    with pytest.raises(AttributeError):
+        kernels.no_such_kernel
 
 
 def normal(seed, *shape, scale=1.0, shift=0.0):
@@ -71,7 +85,7 @@ def test_gelu_backward(nb):
     close(host(nb.gelu_backward(dev(x.detach().numpy()), dev(dout.numpy()))), x.grad.numpy(), **F32)
 
 
-def test_adamw_matches_torch(nb):
+def test_adamw_matches_torch(fast):
     p0 = normal(3, 500).astype(np.float32)
     param = torch.nn.Parameter(torch.from_numpy(p0.copy()))
     optimizer = torch.optim.AdamW([param], lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1)
@@ -80,13 +94,13 @@ def test_adamw_matches_torch(nb):
         g = normal(3 + t, 500, scale=t).astype(np.float32)
         param.grad = torch.from_numpy(g)
         optimizer.step()
-        nb.adamw(p, m, v, dev(g), t, lr=1e-2, weight_decay=0.1)
+        fast.adamw(p, m, v, dev(g), t, lr=1e-2, weight_decay=0.1)
     close(host(p), param.detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_adamw_rejects_step_zero(nb):
+def test_adamw_rejects_step_zero(fast):
     with pytest.raises(ValueError, match="t=0"):
-        nb.adamw(dev(np.ones(4)), dev(np.zeros(4)), dev(np.zeros(4)), dev(np.ones(4)), 0)
+        fast.adamw(dev(np.ones(4)), dev(np.zeros(4)), dev(np.zeros(4)), dev(np.ones(4)), 0)
 
 
 # ---------------------------------------------------------------- layernorm
@@ -143,25 +157,25 @@ def test_softmax(nb, name, N, C, scale):
 @pytest.mark.parametrize("name", ["matmul_naive", "matmul_tiled", "matmul_blocked"])
 @pytest.mark.parametrize("N,C,OC", [(1, 1, 1), (19, 37, 45), (130, 20, 140), (64, 64, 256)], ids=lambda v: str(v))
 @pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "nobias"])
-def test_matmul(nb, name, N, C, OC, with_bias):
+def test_matmul(fast, name, N, C, OC, with_bias):
     inp, w, b = normal(40, N, C).astype(np.float32), normal(41, C, OC).astype(np.float32), normal(42, OC).astype(np.float32)
     expected = inp.astype(np.float64) @ w.astype(np.float64) + (b if with_bias else 0)
     with races_exposed(4):
-        out = getattr(nb, name)(dev(inp), dev(w), dev(b) if with_bias else None)
+        out = getattr(fast, name)(dev(inp), dev(w), dev(b) if with_bias else None)
     close(host(out), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_matmul_rejects_mismatched_shapes(nb):
+def test_matmul_rejects_mismatched_shapes(fast):
     with pytest.raises(ValueError, match="weight must be"):
-        nb.matmul_naive(dev(np.ones((2, 3))), dev(np.ones((4, 5))))
+        fast.matmul_naive(dev(np.ones((2, 3))), dev(np.ones((4, 5))))
 
 
-def test_tiled_matmul_without_barriers_is_caught(nb):
+def test_tiled_matmul_without_barriers_is_caught(fast):
     """The race exposure the probes rely on does expose a tile read before it is complete."""
     if backend_name() != "cpu":
         pytest.skip("race exposure is a feature of the CPU emulator")
-    broken = nb.matmul_tiled_source().replace("__syncthreads();", "")
-    kernel = nb.compiled(broken, "matmul_tiled")
+    broken = fast.matmul_tiled_source().replace("__syncthreads();", "")
+    kernel = fast.compiled(broken, "matmul_tiled")
     inp, w = normal(43, 33, 40).astype(np.float32), normal(44, 40, 20).astype(np.float32)
     out = cp.empty((33, 20), dtype=cp.float32)
     args = (out, dev(inp), dev(w), dev(np.zeros(20)), np.int32(33), np.int32(40), np.int32(20))
@@ -185,42 +199,42 @@ ATTENTION_SIZES = [(1, 1, 8, 1), (2, 7, 24, 3), (1, 5, 80, 2), (2, 9, 256, 2)]  
 
 
 @pytest.mark.parametrize("B,T,C,NH", ATTENTION_SIZES, ids=lambda v: str(v))
-def test_attention_forward_composed_and_fused(nb, B, T, C, NH):
+def test_attention_forward_composed_and_fused(fast, B, T, C, NH):
     qkv = normal(50 + C, B, T, 3 * C, scale=1.5).astype(np.float32)
     expected, expected_att = torch_attention(torch.from_numpy(qkv).double(), NH)
-    out, att = nb.attention_forward(dev(qkv), NH)
+    out, att = fast.attention_forward(dev(qkv), NH)
     close(host(out), expected.numpy(), **F32)
     close(host(att), expected_att.numpy(), **F32)
-    close(host(nb.attention_fused(dev(qkv), NH)), expected.numpy(), **F32)
+    close(host(fast.attention_fused(dev(qkv), NH)), expected.numpy(), **F32)
 
 
 @pytest.mark.parametrize("B,T,C,NH", ATTENTION_SIZES[:3], ids=lambda v: str(v))
-def test_attention_backward_matches_autograd(nb, B, T, C, NH):
+def test_attention_backward_matches_autograd(fast, B, T, C, NH):
     qkv = torch.from_numpy(normal(60 + C, B, T, 3 * C, scale=1.5).astype(np.float32)).double().requires_grad_(True)
     dout = torch.from_numpy(normal(61, B, T, C).astype(np.float32)).double()
     out, att = torch_attention(qkv, NH)
     out.backward(dout)
-    got = nb.attention_backward(dev(dout.numpy()), dev(qkv.detach().numpy()), dev(att.detach().numpy()))
+    got = fast.attention_backward(dev(dout.numpy()), dev(qkv.detach().numpy()), dev(att.detach().numpy()))
     close(host(got), qkv.grad.numpy(), **F32)
 
 
-def test_attention_fused_rejects_wide_heads(nb):
+def test_attention_fused_rejects_wide_heads(fast):
     with pytest.raises(ValueError, match="<= 128"):
-        nb.attention_fused(dev(np.ones((1, 2, 3 * 256))), 1)
+        fast.attention_fused(dev(np.ones((1, 2, 3 * 256))), 1)
 
 
 # ---------------------------------------------------------------- classifier
 
 @pytest.mark.parametrize("N,V,Vp,block", [(1, 1, 1, 32), (6, 50, 64, 256), (3, 600, 640, 256), (2, 5000, 5120, 1024)], ids=lambda v: str(v))
 @pytest.mark.parametrize("in_place", [False, True], ids=["separate", "in_place"])
-def test_classifier_matches_cross_entropy(nb, N, V, Vp, block, in_place):
+def test_classifier_matches_cross_entropy(fast, N, V, Vp, block, in_place):
     logits = normal(70 + V, N, Vp, scale=20.0).astype(np.float32)
     targets = np.random.default_rng(71).integers(0, V, N)
     lt = torch.from_numpy(logits[:, :V]).double().requires_grad_(True)
     losses = F.cross_entropy(lt, torch.from_numpy(targets), reduction="none")
     (losses.sum() * 0.25).backward()  # dloss = 0.25 for every row
     with races_exposed(6):
-        got_losses, dlogits = nb.classifier_fused(dev(logits), dev(targets, np.int32), V=V, dloss=0.25, block_size=block, in_place=in_place)
+        got_losses, dlogits = fast.classifier_fused(dev(logits), dev(targets, np.int32), V=V, dloss=0.25, block_size=block, in_place=in_place)
     close(host(got_losses), losses.detach().numpy(), rtol=1e-5, atol=1e-5)
     close(host(dlogits)[:, :V], lt.grad.numpy(), rtol=1e-5, atol=1e-7)
     assert np.all(host(dlogits)[:, V:] == 0), "padding columns get no gradient"
@@ -239,36 +253,36 @@ ENCODER_SIZES = [(1, 1, 1, 1, 1), (3, 5, 12, 7, 8), (4, 16, 64, 3, 16)]  # B, T,
 
 
 @pytest.mark.parametrize("B,T,C,V,maxT", ENCODER_SIZES, ids=lambda v: str(v))
-def test_encoder_forward(nb, B, T, C, V, maxT):
+def test_encoder_forward(fast, B, T, C, V, maxT):
     idx, wte, wpe = encoder_case(80, B, T, C, V, maxT)
-    close(host(nb.encoder_forward(dev(idx, np.int32), dev(wte), dev(wpe))), wte[idx].astype(np.float64) + wpe[:T], **F32)
+    close(host(fast.encoder_forward(dev(idx, np.int32), dev(wte), dev(wpe))), wte[idx].astype(np.float64) + wpe[:T], **F32)
 
 
-def test_encoder_forward_rejects_long_sequences(nb):
+def test_encoder_forward_rejects_long_sequences(fast):
     with pytest.raises(ValueError, match="T=5"):
-        nb.encoder_forward(dev(np.zeros((1, 5)), np.int32), dev(np.ones((3, 2))), dev(np.ones((4, 2))))
+        fast.encoder_forward(dev(np.zeros((1, 5)), np.int32), dev(np.ones((3, 2))), dev(np.ones((4, 2))))
 
 
 @pytest.mark.parametrize("name", ["encoder_backward", "encoder_backward_deterministic"])
 @pytest.mark.parametrize("B,T,C,V,maxT", ENCODER_SIZES, ids=lambda v: str(v))
-def test_encoder_backward_matches_autograd(nb, name, B, T, C, V, maxT):
+def test_encoder_backward_matches_autograd(fast, name, B, T, C, V, maxT):
     idx, wte, wpe = encoder_case(81, B, T, C, V, maxT)
     wte_t, wpe_t = (torch.from_numpy(a).double().requires_grad_(True) for a in (wte, wpe))
     dout = normal(82, B, T, C).astype(np.float32)
     (F.embedding(torch.from_numpy(idx), wte_t) + wpe_t[:T]).backward(torch.from_numpy(dout).double())
     start = normal(83, V, C).astype(np.float32), normal(84, maxT, C).astype(np.float32)  # gradients add into these
     dwte, dwpe = dev(start[0]), dev(start[1])
-    getattr(nb, name)(dwte, dwpe, dev(dout), dev(idx, np.int32))
+    getattr(fast, name)(dwte, dwpe, dev(dout), dev(idx, np.int32))
     close(host(dwte), start[0] + wte_t.grad.numpy(), **F32)
     close(host(dwpe), start[1] + wpe_t.grad.numpy(), **F32)
 
 
-def test_deterministic_encoder_backward_sums_in_token_order(nb):
+def test_deterministic_encoder_backward_sums_in_token_order(fast):
     """Bit for bit what a sequential float32 sum over each token's positions, in order, gives."""
     idx, wte, wpe = encoder_case(85, 4, 16, 8, 3, 16)
     dout = normal(86, 4, 16, 8, scale=1e3).astype(np.float32)  # large and mixed values: order changes the last bits
     dwte, dwpe = dev(np.zeros_like(wte)), dev(np.zeros_like(wpe))
-    nb.encoder_backward_deterministic(dwte, dwpe, dev(dout), dev(idx, np.int32))
+    fast.encoder_backward_deterministic(dwte, dwpe, dev(dout), dev(idx, np.int32))
     expected = np.zeros_like(wte)
     for position, token in enumerate(idx.reshape(-1)):
         expected[token] += dout.reshape(-1, 8)[position]  # float32 += in position order
@@ -298,21 +312,31 @@ def test_occupancy_rejects_blocks_that_do_not_fit(nb, args):
 
 # ---------------------------------------------------------------- GPU compilers
 
-SOURCES = ["gelu_forward", "gelu_forward_float4", "gelu_backward", "layernorm_forward", "layernorm_forward_warp",
-           "layernorm_backward", "softmax_forward", "softmax_online", "matmul_naive", "matmul_tiled", "matmul_blocked",
-           "attention_forward", "attention_fused", "attention_backward", "classifier_fused", "adamw", "encoder_forward",
-           "encoder_backward", "encoder_backward_deterministic"]
+SOURCES = {  # lesson notebook -> the kernels whose CUDA C source it defines
+    "06_cuda_kernels": ["gelu_forward", "gelu_forward_float4", "gelu_backward", "layernorm_forward", "layernorm_forward_warp",
+                        "layernorm_backward", "softmax_forward", "softmax_online"],
+    "07_cuda_kernels_fast": ["matmul_naive", "matmul_tiled", "matmul_blocked", "attention_forward", "attention_fused",
+                             "attention_backward", "classifier_fused", "adamw", "encoder_forward", "encoder_backward",
+                             "encoder_backward_deterministic"],
+}
 
 
-def test_every_source_is_listed(nb):
-    defined = sorted(name[: -len("_source")] for name in vars(nb) if name.endswith("_source") and callable(getattr(nb, name)))
-    assert defined == sorted(SOURCES)
+@pytest.fixture(scope="module")
+def lessons(nb, fast):
+    return {"06_cuda_kernels": nb, "07_cuda_kernels_fast": fast}
 
 
-@pytest.mark.parametrize("name", SOURCES)
-def test_source_compiles_for_a_gpu(nb, name):
+@pytest.mark.parametrize("lesson", SOURCES)
+def test_every_source_is_listed(lessons, lesson):
+    notebook = lessons[lesson]
+    defined = sorted(name[: -len("_source")] for name in vars(notebook) if name.endswith("_source") and callable(getattr(notebook, name)))
+    assert defined == sorted(SOURCES[lesson])
+
+
+@pytest.mark.parametrize("lesson,name", [(lesson, name) for lesson, names in SOURCES.items() for name in names])
+def test_source_compiles_for_a_gpu(lessons, lesson, name):
     """NVRTC (CuPy's compiler) and nvcc --ptx accept the source; a compiler that is not installed is skipped, not passed."""
-    report = compile_check(getattr(nb, f"{name}_source")())
+    report = compile_check(getattr(lessons[lesson], f"{name}_source")())
     ran = [compiler for compiler, result in report.items() if result.startswith("ok")]
     if not ran:
         pytest.skip(f"no GPU compiler here: {report}")

@@ -1,4 +1,4 @@
-"""Lesson 06's probes catch the mistakes they are written for: each broken kernel (one edit of a
+"""The probes of lessons 06 and 07 catch the mistakes they are written for: each broken kernel (one edit of a
 solution kernel) fails at least the named probe, judged against the solution's snapshots."""
 import pytest
 
@@ -7,9 +7,7 @@ from llmc_core.course import lesson_by_prefix, solution_path
 from llmc_core.cuda import backend_name
 from llmc_core.exercises import judge, load_snapshots, probes_for, run_probe
 
-LESSON = lesson_by_prefix("cuda")
-
-# (source function, text in the solution, replacement, a probe that must then fail)
+# (source function, text in the solution, replacement, a probe of the lesson defining the function that must then fail)
 MUTATIONS = {
     "gelu_no_bounds_check": ("gelu_forward_source", "if (i < N) {", "{", "gelu_smaller_than_a_block"),
     "float4_no_tail": ("gelu_forward_float4_source", "for (; i < N; i++) out[i] = gelu(inp[i]);", "", "gelu_float4_tail"),
@@ -21,6 +19,8 @@ MUTATIONS = {
     "softmax_no_max": ("softmax_forward_source", "float maxval = x[0];\n    for (int i = 1; i < C; i++) maxval = fmaxf(maxval, x[i]);  // pass 1",
                        "float maxval = 0.0f;", "softmax_three_pass"),
     "online_softmax_starts_at_minus_inf": ("softmax_online_source", "float m = NEG_FLT_MAX", "float m = __int_as_float(0xff800000)", "softmax_online_short_rows"),
+}
+FAST_MUTATIONS = {
     "tiled_matmul_no_barriers": ("matmul_tiled_source", "__syncthreads();", "", "matmul_tiled_barriers"),
     "blocked_matmul_no_barriers": ("matmul_blocked_source", "__syncthreads();", "", "matmul_blocked_several_blocks"),
     "attention_without_mask": ("attention_forward_source", "if (t2 > t) {", "if (false) {", "attention_composed"),
@@ -30,26 +30,36 @@ MUTATIONS = {
     "adamw_no_bias_correction": ("adamw_source", "float m_hat = mi / beta1_correction", "float m_hat = mi", "adamw_three_steps"),
     "deterministic_encoder_overwrites": ("encoder_backward_deterministic_source", "dwpe[i] += sum;", "dwpe[i] = sum;", "encoder_fixed_order"),
 }
+CASES = [("cuda", name, MUTATIONS[name]) for name in MUTATIONS] + [("cuda_fast", name, FAST_MUTATIONS[name]) for name in FAST_MUTATIONS]
 
 
 @pytest.fixture(scope="module")
-def nb():
-    return load_notebook(solution_path(LESSON.notebook))
+def solutions():
+    """Each lesson's solution notebook, loaded on first use."""
+    loaded = {}
+
+    def get(lesson):
+        if lesson.notebook not in loaded:
+            loaded[lesson.notebook] = load_notebook(solution_path(lesson.notebook))
+        return loaded[lesson.notebook]
+    return get
 
 
-@pytest.mark.parametrize("mutation", MUTATIONS, ids=list(MUTATIONS))
-def test_probe_fails_on_a_broken_kernel(nb, mutation):
-    source_name, old, new, probe_name = MUTATIONS[mutation]
+@pytest.mark.parametrize("prefix,mutation,case", CASES, ids=[name for _, name, _ in CASES])
+def test_probe_fails_on_a_broken_kernel(solutions, prefix, mutation, case):
+    source_name, old, new, probe_name = case
+    lesson = lesson_by_prefix(prefix)
+    nb = solutions(lesson)
     if "barrier" in mutation and backend_name() != "cpu":
         pytest.skip("a missing barrier is exposed by the CPU emulator's race exposure only")
     source = getattr(nb, source_name)()
     assert old in source, f"{source_name} no longer contains {old!r}: update this mutation"
     broken = source.replace(old, new)
-    probe = next(p for p in probes_for(LESSON) if p.name == probe_name)
+    probe = next(p for p in probes_for(lesson) if p.name == probe_name)
     original = nb.__dict__[source_name]
     nb.__dict__[source_name] = lambda: broken
     try:
-        result = judge(probe, run_probe(probe, nb), load_snapshots(LESSON)[probe.id])
+        result = judge(probe, run_probe(probe, nb), load_snapshots(lesson)[probe.id])
     finally:
         nb.__dict__[source_name] = original
     assert result.status in ("failed", "error"), f"{probe.id} still {result.status} with the broken kernel"

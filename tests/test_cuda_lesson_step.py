@@ -1,4 +1,4 @@
-"""Lesson 06's kernels inside PyTorch: each autograd Function against PyTorch autograd, and a
+"""Lesson 07's kernels inside PyTorch: each autograd Function against PyTorch autograd, and a
 GPT-2 training step on the kernels against the reference GPT2 with torch.optim.AdamW (float32)."""
 import numpy as np
 import pytest
@@ -12,7 +12,7 @@ from llmc_core.gpt2 import GPT2, GPT2Config
 
 @pytest.fixture(scope="module")
 def nb():
-    return load_notebook(solution_path("06_cuda_kernels"))
+    return load_notebook(solution_path("07_cuda_kernels_fast"))
 
 
 def randn(seed, *shape, scale=1.0, shift=0.0):

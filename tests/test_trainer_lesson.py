@@ -1,4 +1,4 @@
-"""Lesson 07's solutions against independent oracles and the trainer's own implementation.
+"""Lesson 08's solutions against independent oracles and the trainer's own implementation.
 
 Oracles: PyTorch's LR schedulers; parameter names listed by hand; autograd on one big batch;
 the trainer's ShardLoader reading a real shard; torch's FlopCounterMode counting the matmuls of
@@ -23,7 +23,7 @@ from llmc_core.train.trainer import read_log, train
 
 @pytest.fixture(scope="module")
 def nb():
-    notebook = load_notebook(solution_path("07_fast_trainer"))
+    notebook = load_notebook(solution_path("08_fast_trainer"))
     assert notebook.cell_errors == []
     return notebook
 

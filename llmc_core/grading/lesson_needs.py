@@ -22,7 +22,7 @@ from llmc_core.grading.sandbox import scrubbed_env
 
 # Course modules that load solution notebooks while a later lesson runs, and their NAMES tables
 # ({solution notebook: names it provides}).
-SOLUTION_LOADERS = ("llmc_core.numpy_gpt2", "llmc_core.bpe", "llmc_core.tokenizer")
+SOLUTION_LOADERS = ("llmc_core.numpy_gpt2", "llmc_core.bpe", "llmc_core.tokenizer", "llmc_core.kernels")
 BUILD_TIMEOUT = 300  # seconds for g++ to build the emulator runtime
 
 

@@ -1,4 +1,4 @@
-"""Probes of lesson 07: the pieces of a fast, scalable trainer.
+"""Probes of lesson 08: the pieces of a fast, scalable trainer.
 
 Schedules are probed at every step of short runs with odd lengths, so an off-by-one in the
 warmup or the cosine shows; parameter groups on a model whose 1-D and 2-D tensors are

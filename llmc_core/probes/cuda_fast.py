@@ -1,0 +1,212 @@
+"""Probes of lesson 07: fast CUDA kernels (matmul, attention, the classifier, AdamW, the encoder) and GPT-2 on them.
+
+As in lesson 06 (whose helpers these probes share): small seeded float32 inputs whose sizes are
+not multiples of the block or tile sizes, values far from 0 and 1, tolerances of a few ulps, and
+race exposure on the CPU emulator for kernels with barriers.
+"""
+import numpy as np
+import torch
+
+from llmc_core.cuda import backend_name
+from llmc_core.exercises import probe
+from llmc_core.gpt2 import GPT2, GPT2Config
+from llmc_core.probes.cuda import F32, dev, host, normal, races_exposed
+
+
+def summary(a):
+    """A large 2-D result as row sums, column sums and its top-left corner: any wrong element moves a sum."""
+    a = host(a)
+    return {"shape": list(a.shape), "row_sums": a.sum(axis=1), "col_sums": a.sum(axis=0), "corner": a[:8, :8]}
+
+
+# ---------------------------------------------------------------- matmul
+
+def matmul_inputs(seed, N, C, OC):
+    return normal(seed, N, C), normal(seed + 1, C, OC), normal(seed + 2, OC, shift=1.0)
+
+
+@probe("cuda_fast/matmul_naive", points=2, hint="out[row, col] = bias[col] + sum over k of inp[row * C + k] * weight[k * OC + col]; check row < N and col < OC.", **F32)
+def matmul_naive_values(nb):
+    inp, w, b = matmul_inputs(40, 19, 37, 45)
+    return host(nb.matmul_naive(dev(inp), dev(w), dev(b)))
+
+
+@probe("cuda_fast/matmul_tiled", points=2, hint="Load one element of each 16 x 16 tile per thread (0 outside), __syncthreads, 16 multiply-adds, __syncthreads.", **F32)
+def matmul_tiled_values(nb):
+    inp, w, b = matmul_inputs(41, 19, 37, 45)
+    return host(nb.matmul_tiled(dev(inp), dev(w), dev(b)))
+
+
+@probe("cuda_fast/matmul_tiled", points=1, hint="Threads here run in a random order between barriers: the tile must be complete before anyone "
+       "reads it, and read by all before it is overwritten (two __syncthreads per step).", **F32)
+def matmul_tiled_barriers(nb):
+    inp, w, b = matmul_inputs(42, 33, 40, 20)
+    with races_exposed(5):
+        return host(nb.matmul_tiled(dev(inp), dev(w), dev(b)))
+
+
+@probe("cuda_fast/matmul_blocked", points=2, hint="Each thread accumulates its 8 x 8 outputs in registers: per k, 8 values of inp_tile[k] (rows ty*4.., 64+ty*4..) times 8 of weight_tile[k] (columns tx*4.., 64+tx*4..).", **F32)
+def matmul_blocked_values(nb):
+    inp, w, b = matmul_inputs(43, 19, 37, 45)
+    return host(nb.matmul_blocked(dev(inp), dev(w), dev(b)))
+
+
+@probe("cuda_fast/matmul_blocked", points=1, hint="N = 130 and OC = 140 need 2 x 2 blocks of 128 x 128, most of the outer ones out of range: load 0 there and skip the stores.", **F32)
+def matmul_blocked_several_blocks(nb):
+    inp, w, b = matmul_inputs(44, 130, 20, 140)
+    with races_exposed(7):
+        return summary(nb.matmul_blocked(dev(inp), dev(w), dev(b)))
+
+
+# ---------------------------------------------------------------- attention
+
+def qkv_input(seed, B, T, C):
+    return normal(seed, B, T, 3 * C, scale=1.5)
+
+
+@probe("cuda_fast/attention_forward", points=2, hint="preatt = q.k / sqrtf(HS) for t2 <= t and -inf above the diagonal; out[b, t, c] = sum over t2 <= t of att * v.", **F32)
+def attention_composed(nb):
+    out, att = nb.attention_forward(dev(qkv_input(50, 2, 7, 24)), 3)
+    return {"out": host(out), "att": host(att)}
+
+
+@probe("cuda_fast/attention_fused", points=2, hint="Per key t2: score = q.k / sqrt(HS) (a warp sum); m_new = max(m, score); rescale s and acc by expf(m - m_new); add p = expf(score - m_new).", **F32)
+def attention_fused_values(nb):
+    return host(nb.attention_fused(dev(qkv_input(51, 2, 7, 24)), 3))
+
+
+@probe("cuda_fast/attention_fused", points=1, hint="HS = 40 > 32: lane l owns channels l and l + 32 (when l + 32 < HS).", **F32)
+def attention_fused_wide_heads(nb):
+    return host(nb.attention_fused(dev(qkv_input(52, 1, 5, 80)), 2))
+
+
+@probe("cuda_fast/attention_backward", points=3, hint="datt = dout . v; dpreatt = att (datt - sum(datt att)) / sqrt(HS); dq = dpreatt k, dk = dpreatt^T q, dv = att^T dout.", **F32)
+def attention_gradients(nb):
+    qkv = dev(qkv_input(53, 2, 6, 24))
+    dout = dev(normal(54, 2, 6, 24))
+    # att from PyTorch, so this probe needs only the backward kernels
+    q, k, _ = torch.from_numpy(host(qkv)).double().split(24, dim=2)
+    q, k = (t.view(2, 6, 3, 8).transpose(1, 2) for t in (q, k))
+    scores = (q @ k.transpose(-2, -1) / np.sqrt(8)).masked_fill(torch.ones(6, 6, dtype=torch.bool).triu(1), float("-inf"))
+    att = dev(torch.softmax(scores, dim=-1).numpy())
+    return host(nb.attention_backward(dout, qkv, att))
+
+
+# ---------------------------------------------------------------- classifier
+
+def classifier_inputs(seed, N, V, Vp):
+    logits = normal(seed, N, Vp, scale=20.0)
+    targets = np.random.default_rng(seed + 1).integers(0, V, N).astype(np.int32)
+    targets[0] = V - 1  # the last real column
+    return logits, targets
+
+
+@probe("cuda_fast/classifier_fused", points=2, hint="losses = lse - logits[target] with lse = m + logf(s) from an online pass; dlogits = (expf(x - lse) - [i == target]) dloss, 0 for i >= V.", **F32)
+def classifier_losses_and_gradients(nb):
+    logits, targets = classifier_inputs(60, 6, 50, 64)
+    losses, dlogits = nb.classifier_fused(dev(logits), dev(targets, np.int32), V=50)
+    return {"losses": host(losses), "dlogits": host(dlogits)}
+
+
+@probe("cuda_fast/classifier_fused", points=1, hint="With 8 warps, every warp's (max, sum) must be merged through shared memory after a __syncthreads.", **F32)
+def classifier_many_warps(nb):
+    logits, targets = classifier_inputs(61, 3, 600, 640)
+    with races_exposed(9):
+        losses, dlogits = nb.classifier_fused(dev(logits), dev(targets, np.int32), V=600, dloss=0.5, block_size=256)
+    return {"losses": host(losses), "dlogits_row_sums": host(dlogits).sum(axis=1), "dlogits": host(dlogits)[:, ::5]}
+
+
+@probe("cuda_fast/classifier_fused", points=1, hint="In place (dlogits is logits): read logits[target] before any thread writes.", **F32)
+def classifier_in_place(nb):
+    logits, targets = classifier_inputs(62, 4, 100, 128)
+    with races_exposed(11):
+        losses, dlogits = nb.classifier_fused(dev(logits), dev(targets, np.int32), V=100, in_place=True, block_size=64)
+    return {"losses": host(losses), "dlogits": host(dlogits)}
+
+
+# ---------------------------------------------------------------- AdamW
+
+@probe("cuda_fast/adamw", points=2, hint="m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= lr (m / (1 - b1^t) / (sqrt(v / (1 - b2^t)) + eps) + wd p).", **F32)
+def adamw_three_steps(nb):
+    params, m, v = dev(normal(70, 300)), dev(np.zeros(300)), dev(np.zeros(300))
+    for t in (1, 2, 3):
+        nb.adamw(params, m, v, dev(normal(70 + t, 300, scale=t)), t, lr=1e-2, weight_decay=0.1)
+    return {"params": host(params), "m": host(m), "v": host(v)}
+
+
+# ---------------------------------------------------------------- encoder
+
+def encoder_inputs(seed, B=3, T=5, C=12, V=7, maxT=8):
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, V, (B, T)).astype(np.int32)
+    idx[0, :3] = 4  # a token repeated in one sequence
+    return idx, normal(seed + 1, V, C), normal(seed + 2, maxT, C)
+
+
+@probe("cuda_fast/encoder_forward", points=2, hint="out[i] = wte[idx[bt] * C + c] + wpe[t * C + c] with c = i % C, bt = i / C, t = bt % T.", **F32)
+def encoder_values(nb):
+    idx, wte, wpe = encoder_inputs(80)
+    return host(nb.encoder_forward(dev(idx, np.int32), dev(wte), dev(wpe)))
+
+
+def encoder_gradients(fn, seed):
+    idx, wte, wpe = encoder_inputs(seed)
+    dout = normal(seed + 3, *idx.shape, wte.shape[1])
+    dwte, dwpe = dev(normal(seed + 4, *wte.shape)), dev(normal(seed + 5, *wpe.shape))  # nonzero: must add into them
+    fn(dwte, dwpe, dev(dout), dev(idx, np.int32))
+    return {"dwte": host(dwte), "dwpe": host(dwpe)}
+
+
+@probe("cuda_fast/encoder_backward", points=2, hint="A repeated token sends several threads to one address: atomicAdd(&dwte[idx * C + c], dout[i]), and the same for dwpe[t * C + c].", **F32)
+def encoder_scatter(nb):
+    return encoder_gradients(nb.encoder_backward, 81)
+
+
+@probe("cuda_fast/encoder_backward_deterministic", points=2, hint="dwpe: one thread per (t, c) sums over b; dwte: one thread per (bucket, c) sums dout[positions[j]] for j in its bucket.", **F32)
+def encoder_fixed_order(nb):
+    return encoder_gradients(nb.encoder_backward_deterministic, 82)
+
+
+@probe("cuda_fast/encoder_backward_deterministic", points=1, hint="Summing in a fixed order, without atomics, gives bit-identical results run after run.")
+def encoder_bitwise_repeatable(nb):
+    runs = [encoder_gradients(nb.encoder_backward_deterministic, 83) for _ in range(2)]
+    return all(np.array_equal(runs[0][k], runs[1][k]) for k in ("dwte", "dwpe"))
+
+
+# ---------------------------------------------------------------- GPT-2
+
+def tiny_model_and_batch(nb, seed):
+    """The learner's KernelGPT2 with the reference's weights (biases and layernorms perturbed away from 0 and 1)."""
+    config = GPT2Config.preset("tiny")
+    reference = GPT2(config, seed=seed)
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(seed)
+        for p in reference.parameters():
+            if p.dim() == 1:
+                p.add_(0.1 * torch.randn(p.shape, generator=generator))
+    model = nb.KernelGPT2(config)
+    model.load_state_dict(reference.state_dict())
+    idx, targets = torch.randint(0, config.vocab_size, (2, 2, 12), generator=torch.Generator().manual_seed(seed))
+    device = "cuda" if backend_name() == "cupy" else "cpu"
+    return model.to(device), idx.to(device), targets.to(device)
+
+
+@probe("cuda_fast/gpt2", points=3, hint="encoder, then per block x + attn(ln_1(x)) and x + mlp(ln_2(x)), ln_f, logits = x @ wte^T, the fused loss; all through the Functions.",
+       rtol=1e-3, atol=1e-6)
+def gpt2_loss_and_gradients(nb):
+    model, idx, targets = tiny_model_and_batch(nb, 90)
+    loss = model(idx, targets)
+    loss.backward()
+    grads = {name: p.grad.detach().cpu().numpy() for name, p in model.named_parameters()}
+    picked = ("ln_f.weight", "h.0.ln_1.bias", "h.1.attn.c_attn.bias", "h.0.mlp.c_proj.bias", "h.1.mlp.c_fc.bias")
+    return {"loss": loss.item(), **{name: grads[name] for name in picked},
+            "wte_row_norms": np.linalg.norm(grads["wte.weight"], axis=1), "wpe_row_norms": np.linalg.norm(grads["wpe.weight"], axis=1),
+            "h.0.attn.c_attn.weight": grads["h.0.attn.c_attn.weight"][:, ::4]}
+
+
+@probe("cuda_fast/gpt2", points=1, hint="Three training steps (forward, backward, AdamW on your kernels) on one batch: the loss must fall as the reference's does.",
+       rtol=1e-4, atol=1e-5)
+def gpt2_training_steps(nb):
+    model, idx, targets = tiny_model_and_batch(nb, 91)
+    state = {}
+    return [nb.kernel_training_step(model, idx, targets, state, lr=1e-2) for _ in range(3)]
