@@ -77,10 +77,13 @@ def backend_report() -> str:
 
 def __getattr__(name):
     # Emulator-only tools, imported lazily so that the cupy backend never builds the runtime.
-    if name in ("race_exposure", "CudaEmulatorError", "KernelDeadlockError", "DivergentBarrierError",
-                "IllegalAddressError", "CompileError"):
+    if name in ("CudaEmulatorError", "KernelDeadlockError", "DivergentBarrierError", "IllegalAddressError",
+                "CompileError"):
+        from . import errors
+        return getattr(errors, name)
+    if name == "race_exposure":
         from . import emulator
-        return getattr(emulator, name)
+        return emulator.race_exposure
     if name in ("compile_check", "nvrtc_available", "NvrtcUnavailable"):
         from . import nvrtc_check
         return getattr(nvrtc_check, name)

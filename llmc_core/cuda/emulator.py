@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from . import memory, source as source_mod
+from .errors import (CompileError, CudaEmulatorError, DivergentBarrierError, IllegalAddressError,  # noqa: F401
+                     KernelDeadlockError, raise_for)
 
 HERE = Path(__file__).resolve().parent
 INCLUDE_DIR = HERE / "include"
@@ -36,30 +38,6 @@ COMPILE_FLAGS = ["-std=c++17", "-O3", "-fPIC", "-shared", "-fno-strict-aliasing"
 if sys.platform == "darwin":
     # kernel modules call into the runtime library, which is already loaded when they are
     COMPILE_FLAGS.append("-Wl,-undefined,dynamic_lookup")
-
-
-class CudaEmulatorError(RuntimeError):
-    """A kernel failed in the CPU emulator in a way that a GPU would fail (or misbehave)."""
-
-
-class KernelDeadlockError(CudaEmulatorError):
-    """No thread of a block can continue: a GPU would hang."""
-
-
-class DivergentBarrierError(CudaEmulatorError):
-    """Threads of one block wait at different __syncthreads() calls."""
-
-
-class IllegalAddressError(CudaEmulatorError):
-    """The kernel touched memory it does not own (cudaErrorIllegalAddress on a GPU)."""
-
-
-class CompileError(RuntimeError):
-    """The kernel source does not compile; the message quotes the compiler at the learner's lines."""
-
-
-ERRORS = {1: KernelDeadlockError, 2: DivergentBarrierError, 3: IllegalAddressError, 4: CudaEmulatorError,
-          5: CudaEmulatorError, 6: CudaEmulatorError}
 
 
 def cache_dir() -> Path:
@@ -510,8 +488,7 @@ def launch(module: EmulatedModule, index: int, grid, block, args, shared_mem: in
     code = lib.cuemu_launch(module.thread_function(index), argv, ctypes.byref(cfg))
     _flush_printf(lib)
     if code:
-        msg = lib.cuemu_error_message().decode("utf-8", "replace")
-        raise ERRORS.get(code, CudaEmulatorError)(f"kernel {expr!r}: {msg}")
+        raise_for(code, f"kernel {expr!r}: {lib.cuemu_error_message().decode('utf-8', 'replace')}")
     memory.check_guards(guards, expr, kernel)
 
 

@@ -13,6 +13,8 @@ import mmap
 
 import numpy as np
 
+from .errors import IllegalAddressError
+
 PAGE = mmap.PAGESIZE
 ALIGN = 256          # cudaMalloc's alignment
 CANARY = 0xA5
@@ -76,7 +78,6 @@ def buffer_of(a: np.ndarray):
 
 def check_guards(arrays, expr: str, kernel) -> None:
     """Raise if a launch overwrote the padding after any device array it was given."""
-    from .emulator import IllegalAddressError
     for i, a in enumerate(arrays):
         buf = buffer_of(a)
         if buf is None or buf.pad_len == 0:

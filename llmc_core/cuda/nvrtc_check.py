@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .emulator import KERNEL_FILE, CompileError
+from .emulator import KERNEL_FILE
+from .errors import CompileError
 
 DEFAULT_ARCH = "80"   # Ampere (A100); every GPU the course targets runs compute_80 code
 

@@ -363,7 +363,7 @@ void block_and_switch(Block& b, Fiber* self) {
     if (next) { switch_fiber(self, next); return; }
     if (b.done == b.n) { switch_to_scheduler(self, b.w); return; }
     b.failed = true;
-    b.L->fail(1, "deadlock in " + where(b) + ": no thread of the block can continue." + describe_waiters(b) +
+    b.L->fail(cuemu::ERR_DEADLOCK, "deadlock in " + where(b) + ": no thread of the block can continue." + describe_waiters(b) +
                      "\nOn a GPU this kernel would hang. Every thread of the block must reach the same "
                      "__syncthreads(), and every lane named in a warp mask must reach the same warp operation.");
     switch_to_scheduler(self, b.w);
@@ -443,7 +443,7 @@ void recheck_warp(Block& b, int warp) {
         unsigned need = f->warp_mask & wp.live;
         if ((wp.arrived & need) == need) {
             std::string bad = warp_mismatch(b, warp, need);
-            if (!bad.empty()) abort_block(b, static_cast<Fiber*>(cuemu_cur->fiber), 2, bad);
+            if (!bad.empty()) abort_block(b, static_cast<Fiber*>(cuemu_cur->fiber), cuemu::ERR_DIVERGENT_BARRIER, bad);
             complete_warp(b, warp, need);
         }
     }
@@ -486,7 +486,7 @@ extern "C" int cuemu_syncthreads(int line, int op, int pred) {
     Fiber* f = static_cast<Fiber*>(cuemu_cur->fiber);
     Block& b = *static_cast<Block*>(cuemu_cur->block);
     if (!f) {
-        abort_block(b, nullptr, 4, "__syncthreads() at line " + std::to_string(line) +
+        abort_block(b, nullptr, cuemu::ERR_TRAP, "__syncthreads() at line " + std::to_string(line) +
                                        " reached in a kernel the emulator ran without fibers; "
                                        "this is an emulator bug, please report the kernel");
     }
@@ -496,7 +496,7 @@ extern "C" int cuemu_syncthreads(int line, int op, int pred) {
         b.bar_op = op;
     } else if (line != b.bar_line) {
         Fiber* first = b.w->fibers[b.bar_first];
-        abort_block(b, f, 2,
+        abort_block(b, f, cuemu::ERR_DIVERGENT_BARRIER,
                     "divergent __syncthreads in " + where(b) + ": thread " + coords(first->ts.threadIdx) +
                         " waits at the barrier on line " + std::to_string(b.bar_line) + " while thread " +
                         coords(f->ts.threadIdx) + " reached the barrier on line " + std::to_string(line) +
@@ -533,18 +533,18 @@ extern "C" unsigned long long cuemu_warp_op(int op, unsigned mask, unsigned long
     Fiber* f = static_cast<Fiber*>(cuemu_cur->fiber);
     Block& b = *static_cast<Block*>(cuemu_cur->block);
     if (!f) {
-        abort_block(b, nullptr, 4, std::string(warp_op_name(op)) + " at line " + std::to_string(line) +
+        abort_block(b, nullptr, cuemu::ERR_TRAP, std::string(warp_op_name(op)) + " at line " + std::to_string(line) +
                                        " reached in a kernel the emulator ran without fibers; "
                                        "this is an emulator bug, please report the kernel");
     }
     int lane = lane_of(f);
     if (op <= cuemu::SHFL_XOR && (width < 1 || width > 32 || (width & (width - 1)))) {
-        abort_block(b, f, 4, std::string(warp_op_name(op)) + " at line " + std::to_string(line) + " in " +
+        abort_block(b, f, cuemu::ERR_TRAP, std::string(warp_op_name(op)) + " at line " + std::to_string(line) + " in " +
                                  where(b) + ": width " + std::to_string(width) +
                                  " is not a power of two between 1 and 32 (undefined on a GPU)");
     }
     if (!(mask >> lane & 1)) {
-        abort_block(b, f, 4, std::string(warp_op_name(op)) + " at line " + std::to_string(line) + " in " +
+        abort_block(b, f, cuemu::ERR_TRAP, std::string(warp_op_name(op)) + " at line " + std::to_string(line) + " in " +
                                  where(b) + ": thread " + coords(f->ts.threadIdx) + " (lane " +
                                  std::to_string(lane) + ") calls it with mask " + hex(mask) +
                                  " that does not include its own lane (undefined on a GPU)");
@@ -570,7 +570,7 @@ extern "C" unsigned long long cuemu_warp_op(int op, unsigned mask, unsigned long
     unsigned need = mask & wp.live;
     if ((wp.arrived & need) == need) {
         std::string bad = warp_mismatch(b, warp, need);
-        if (!bad.empty()) abort_block(b, f, 2, bad);
+        if (!bad.empty()) abort_block(b, f, cuemu::ERR_DIVERGENT_BARRIER, bad);
         complete_warp(b, warp, need);
         if (b.race) { f->state = READY; block_and_switch(b, f); }
     } else {
@@ -597,7 +597,7 @@ extern "C" void* cuemu_shared_static(int id, unsigned long size, unsigned long a
         unsigned long off = (w->static_used + align - 1) & ~(align - 1);
         if (off + size > b.L->static_limit) {
             Fiber* f = static_cast<Fiber*>(cuemu_cur->fiber);
-            abort_block(b, f, 5, "the __shared__ array declared on line " + std::to_string(line) +
+            abort_block(b, f, cuemu::ERR_RESOURCE, "the __shared__ array declared on line " + std::to_string(line) +
                                      " brings the block's static shared memory to " + std::to_string(off + size) +
                                      " bytes, more than the " + std::to_string(b.L->static_limit) +
                                      " bytes a GPU allows (ptxas: \"uses too much shared data\")");
@@ -646,7 +646,7 @@ extern "C" int cuemu_vprintf(const char* fmt, __builtin_va_list ap) {
 extern "C" void cuemu_trap(const char* what, int line) {
     Block& b = *static_cast<Block*>(cuemu_cur->block);
     Fiber* f = static_cast<Fiber*>(cuemu_cur->fiber);
-    abort_block(b, f, 4, std::string(what) + " at line " + std::to_string(line) + " in " + where(b) + ", thread " +
+    abort_block(b, f, cuemu::ERR_TRAP, std::string(what) + " at line " + std::to_string(line) + " in " + where(b) + ", thread " +
                              coords(cuemu_cur->threadIdx));
 }
 
@@ -760,7 +760,7 @@ bool run_block_fibers(Worker* w, Launch* L, unsigned long long bid) {
     setup_block(w, L, bid);
     Block& b = w->block;
     if (!ensure_fibers(w, b.n)) {
-        L->fail(5, "cannot map stacks for " + std::to_string(b.n) + " fibers (" +
+        L->fail(cuemu::ERR_RESOURCE, "cannot map stacks for " + std::to_string(b.n) + " fibers (" +
                        std::to_string((kStackSize + kColorSpan) / 1024) + " KiB each): is the process "
                        "under a memory limit? Smaller blocks need fewer.");
         return false;
@@ -820,10 +820,10 @@ void run_blocks(Worker* w, Launch* L) {
                 stack = stack || (last_fault_addr + 65536 >= lo && last_fault_addr < lo);
         }
         if (stack)
-            L->fail(6, "stack overflow in " + where(b) + ", " + who + ": a CUDA thread's local variables "
+            L->fail(cuemu::ERR_STACK_OVERFLOW, "stack overflow in " + where(b) + ", " + who + ": a CUDA thread's local variables "
                        "exceed the emulator's 64 KiB stack; keep big arrays in global or shared memory");
         else
-            L->fail(3, std::string(sig == 2 ? "bus error" : "illegal memory access") + " at address " + addr + " in " +
+            L->fail(cuemu::ERR_ILLEGAL_ADDRESS, std::string(sig == 2 ? "bus error" : "illegal memory access") + " at address " + addr + " in " +
                        where(b) + ", " + who + " (CUDA would report cudaErrorIllegalAddress). Check the "
                        "index bounds of every pointer the kernel reads or writes. Memory the kernel wrote "
                        "before the fault may be corrupted.");
