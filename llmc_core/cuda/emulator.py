@@ -22,13 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import memory, source as source_mod
+from . import memory, profile as profile_mod, source as source_mod
 from .errors import (CompileError, CudaEmulatorError, DivergentBarrierError, IllegalAddressError,  # noqa: F401
                      KernelDeadlockError, raise_for)
 
 HERE = Path(__file__).resolve().parent
 INCLUDE_DIR = HERE / "include"
 RUNTIME_SRC = HERE / "runtime.cpp"
+PROFILER_SRC = HERE / "profiler.cpp"
 EMULATOR_VERSION = "1"
 KERNEL_FILE = "kernel.cu"          # the file name compile errors and diagnostics use
 STATIC_SHARED_LIMIT = 48 * 1024    # bytes of static __shared__ per block, as on every NVIDIA GPU
@@ -38,6 +39,11 @@ COMPILE_FLAGS = ["-std=c++17", "-O3", "-fPIC", "-shared", "-fno-strict-aliasing"
 if sys.platform == "darwin":
     # kernel modules call into the runtime library, which is already loaded when they are
     COMPILE_FLAGS.append("-Wl,-undefined,dynamic_lookup")
+# A build for profiling: every memory access calls __tsan_readN/__tsan_writeN and every basic
+# block __sanitizer_cov_trace_pc, which the runtime (profiler.cpp) implements; the object is
+# linked without the sanitizer's own library.  No vectorising: a GPU thread makes scalar accesses.
+PROFILE_FLAGS = ["-O2", "-fno-tree-vectorize", "-fno-tree-slp-vectorize", "-fno-tree-loop-distribute-patterns",
+                 "-fsanitize=thread", "-fsanitize-coverage=trace-pc", "-DLLMC_CUEMU_PROFILE=1"]
 
 
 def cache_dir() -> Path:
@@ -98,19 +104,28 @@ def header_hash() -> str:
     return h.hexdigest()
 
 
-def _build(source_text: str, out: Path, flags: list[str], what: str) -> float:
-    """Compile `source_text` into the shared library `out` (atomically); returns seconds taken."""
+def _build(source_text: str, out: Path, flags: list[str], what: str, link_flags: list[str] | None = None) -> float:
+    """Compile `source_text` into the shared library `out` (atomically); returns seconds taken.
+    With `link_flags`, compile an object with `flags` first, then link it with `link_flags`."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_src = tempfile.mkstemp(suffix=".cpp", dir=out.parent)
     with os.fdopen(fd, "w") as f:
         f.write(source_text)
     tmp_out = str(out) + f".{os.getpid()}.{threading.get_ident()}.tmp"
-    cmd = [compiler(), *flags, tmp_src, "-o", tmp_out]
+    tmp_obj = tmp_out + ".o"
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if link_flags is None:
+            proc = subprocess.run([compiler(), *flags, tmp_src, "-o", tmp_out], capture_output=True, text=True)
+        else:
+            proc = subprocess.run([compiler(), *flags, "-c", tmp_src, "-o", tmp_obj], capture_output=True, text=True)
+            if proc.returncode == 0:
+                proc = subprocess.run([compiler(), *link_flags, tmp_obj, "-o", tmp_out], capture_output=True,
+                                      text=True)
     finally:
         os.unlink(tmp_src)
+        if os.path.exists(tmp_obj):
+            os.unlink(tmp_obj)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         if os.path.exists(tmp_out):
@@ -146,7 +161,8 @@ def runtime_library() -> ctypes.CDLL:
         flags = [f for f in COMPILE_FLAGS if f != "-fvisibility=hidden"] + [f"-I{INCLUDE_DIR}", "-pthread"]
         if os.environ.get("LLMC_CUDA_FIBERS", "").lower() == "ucontext":
             flags.append("-DLLMC_CUEMU_UCONTEXT=1")
-        text = RUNTIME_SRC.read_text()
+        text = (f'#line 1 "{PROFILER_SRC.name}"\n' + PROFILER_SRC.read_text()
+                + f'\n#line 1 "{RUNTIME_SRC.name}"\n' + RUNTIME_SRC.read_text())
         key = hashlib.sha256("\n".join([header_hash(), compiler_id(), " ".join(flags), text]).encode()).hexdigest()
         name = f"libllmc_cuemu-{key[:24]}.so"
         path = cached_library(name)
@@ -160,6 +176,8 @@ def runtime_library() -> ctypes.CDLL:
         lib.cuemu_take_output.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
         lib.cuemu_take_output.restype = ctypes.c_ulong
         lib.cuemu_set_workers.argtypes = [ctypes.c_int]
+        lib.cuemu_profile_fields.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+        lib.cuemu_profile_read.argtypes = [ctypes.c_void_p]
         workers = os.environ.get("LLMC_CUDA_THREADS")
         if workers:
             if not workers.isdigit() or int(workers) < 1:
@@ -171,7 +189,8 @@ def runtime_library() -> ctypes.CDLL:
 
 class LaunchConfig(ctypes.Structure):
     _fields_ = [("grid", ctypes.c_uint * 3), ("block", ctypes.c_uint * 3), ("shmem", ctypes.c_ulong),
-                ("static_limit", ctypes.c_ulong), ("fibers", ctypes.c_int), ("race_seed", ctypes.c_ulonglong)]
+                ("static_limit", ctypes.c_ulong), ("fibers", ctypes.c_int), ("race_seed", ctypes.c_ulonglong),
+                ("profile", ctypes.c_int), ("ranges", ctypes.c_void_p), ("nranges", ctypes.c_int)]
 
 
 # ---------------------------------------------------------------- race exposure
@@ -254,18 +273,23 @@ class EmulatedModule:
         launchers.append("}")
         text = f'#line 1 "{KERNEL_FILE}"\n' + parsed.text + "\n" + "\n".join(launchers) + "\n"
         extra = os.environ.get("LLMC_CUDA_CXXFLAGS", "").split()
-        flags = [*COMPILE_FLAGS, *extra, f"-I{INCLUDE_DIR}", "-include", "emulation.h", *defines, "-x", "c++"]
-        key = hashlib.sha256("\n".join([header_hash(), compiler_id(), " ".join(flags), text]).encode()).hexdigest()
-        name = f"mod-{key[:32]}.so"
-        path = cached_library(name)
-        self.from_cache = path is not None
-        self.compile_seconds = 0.0
-        if path is None:
-            path = cache_dir() / name
-            self.compile_seconds = _build(text, path, flags, "the kernel source")
+        self._text = text
+        self._flags = [*extra, f"-I{INCLUDE_DIR}", "-include", "emulation.h", *defines, "-x", "c++"]
+        path, seconds = _cached_build(text, [*COMPILE_FLAGS, *self._flags], "mod")
+        self.from_cache, self.compile_seconds = seconds is None, seconds or 0.0
         self.cache_path = path
         self.lib = ctypes.CDLL(str(path))
+        self._profile_lib = None
         self._signatures = {}
+
+    def profile_library(self) -> ctypes.CDLL:
+        """The build of this source that counts memory accesses (made on first use)."""
+        if self._profile_lib is None:
+            flags = [f for f in COMPILE_FLAGS if f not in ("-O3", "-shared")] + PROFILE_FLAGS + self._flags
+            link = ["-shared", "-fPIC"] + [f for f in COMPILE_FLAGS if f.startswith("-Wl,")]
+            path, _ = _cached_build(self._text, flags, "prof", link)
+            self._profile_lib = ctypes.CDLL(str(path))
+        return self._profile_lib
 
     def target(self, name: str):
         for i, (expr, kernel) in enumerate(self.targets):
@@ -289,8 +313,9 @@ class EmulatedModule:
             self._signatures[index] = [tuple(out[4 * i:4 * i + 4]) for i in range(n)]
         return self._signatures[index]
 
-    def thread_function(self, index: int) -> int:
-        return ctypes.cast(getattr(self.lib, f"cuemu_thread_{index}"), ctypes.c_void_p).value
+    def thread_function(self, index: int, profiled: bool = False) -> int:
+        lib = self.profile_library() if profiled else self.lib
+        return ctypes.cast(getattr(lib, f"cuemu_thread_{index}"), ctypes.c_void_p).value
 
     def global_address(self, name: str) -> tuple[int, int]:
         if name not in self.global_names:
@@ -302,6 +327,18 @@ class EmulatedModule:
         size = ctypes.c_ulong()
         addr = fn(ctypes.byref(size))
         return addr, size.value
+
+
+def _cached_build(text: str, flags: list[str], prefix: str, link_flags: list[str] | None = None):
+    """(path, seconds spent compiling, or None if it was cached) of the library built from `text`."""
+    key = hashlib.sha256("\n".join([header_hash(), compiler_id(), " ".join(flags), " ".join(link_flags or ()),
+                                     text]).encode()).hexdigest()
+    name = f"{prefix}-{key[:32]}.so"
+    path = cached_library(name)
+    if path is not None:
+        return path, None
+    path = cache_dir() / name
+    return path, _build(text, path, flags, "the kernel source", link_flags)
 
 
 def _syntax_check(code: str) -> None:
@@ -443,8 +480,10 @@ def _dims(value, what: str) -> tuple[int, int, int]:
     return tuple(dims)
 
 
-def launch(module: EmulatedModule, index: int, grid, block, args, shared_mem: int, max_dynamic_shared: int):
-    """Check a launch the way a careful GPU would, run it, print the kernel's printf output."""
+def launch(module: EmulatedModule, index: int, grid, block, args, shared_mem: int, max_dynamic_shared: int,
+           profile: bool = False):
+    """Check a launch the way a careful GPU would, run it, print the kernel's printf output.
+    With `profile` (or inside profile.profiling()), count its memory traffic and return the counts."""
     expr, kernel = module.targets[index][0], module.targets[index][1]
     g = _dims(grid, "grid")
     b = _dims(block, "block")
@@ -467,11 +506,13 @@ def launch(module: EmulatedModule, index: int, grid, block, args, shared_mem: in
         names = ", ".join(p.name for p in kernel.params)
         raise TypeError(f"kernel {expr!r} takes {len(sig)} arguments ({names}) but got {len(args)}: a GPU would "
                         "read whatever bytes follow as the missing ones (or ignore the extra ones)")
-    holders, guards = [], []
+    holders, guards, ranges = [], [], []
     argv = (ctypes.c_void_p * max(1, len(sig)))()
     for i, (desc, value) in enumerate(zip(sig, args)):
         if desc[0] == KIND_POINTER:
             holder = ctypes.c_void_p(_pointer_value(kernel, i, desc, value, guards))
+            name = kernel.params[i].name if i < len(kernel.params) else f"arg{i}"
+            ranges.append((name, holder.value or 0, _extent(value)))
         else:
             if value is None or (isinstance(value, np.ndarray) and value.ndim > 0):
                 raise TypeError(f"{_param_desc(kernel, i, desc)} is a scalar parameter but got "
@@ -481,15 +522,33 @@ def launch(module: EmulatedModule, index: int, grid, block, args, shared_mem: in
         holders.append(holder)
         argv[i] = ctypes.addressof(holder)
     race = _race_seed if _race_seed is not None else _env_race_seed()
+    profile = bool(profile) or profile_mod.active()
+    if profile:
+        ranges += [(name, *module.global_address(name)) for name in module.global_names]
+    flat = (ctypes.c_ulonglong * max(1, 2 * len(ranges)))(*[v for _, start, size in ranges for v in (start, size)])
     cfg = LaunchConfig((ctypes.c_uint * 3)(*g), (ctypes.c_uint * 3)(*b), int(shared_mem), STATIC_SHARED_LIMIT,
                        int(kernel.needs_fibers or race is not None or os.environ.get("LLMC_CUDA_FIBERS") == "always"),
-                       race or 0)
+                       race or 0, int(profile), ctypes.cast(flat, ctypes.c_void_p), len(ranges) if profile else 0)
     lib = runtime_library()
-    code = lib.cuemu_launch(module.thread_function(index), argv, ctypes.byref(cfg))
+    code = lib.cuemu_launch(module.thread_function(index, profile), argv, ctypes.byref(cfg))
     _flush_printf(lib)
     if code:
         raise_for(code, f"kernel {expr!r}: {lib.cuemu_error_message().decode('utf-8', 'replace')}")
     memory.check_guards(guards, expr, kernel)
+    if not profile:
+        return None
+    result = profile_mod.read(lib, [name for name, _, _ in ranges],
+                              {"kernel": expr, "grid": list(g), "block": list(b), "threads_per_block": nthreads,
+                               "blocks": g[0] * g[1] * g[2], "dynamic_shared_bytes": int(shared_mem)})
+    profile_mod.collect(result)
+    return result
+
+
+def _extent(value) -> int:
+    """Bytes of device memory behind a pointer argument (0 if unknown)."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    return int(getattr(value, "size", 0) or 0)
 
 
 def _flush_printf(lib):

@@ -147,6 +147,9 @@ struct Launch {
     unsigned long shmem, static_limit;
     int fibers;
     unsigned long long race_seed;
+    int profile;
+    const unsigned long long* ranges;  // (start, bytes) of each array argument, for the profiler
+    int nranges;
     unsigned long long nblocks;
     std::atomic<unsigned long long> next_block{0};
     std::atomic<bool> abort{false};
@@ -194,6 +197,7 @@ struct Worker {
     sigjmp_buf jb;
     volatile sig_atomic_t in_launch = 0;
     char* altstack = nullptr;
+    cuemu_prof::State* prof = nullptr;   // counters, in a profiled launch
     Fiber* fiber(int i);
 };
 
@@ -430,6 +434,7 @@ void complete_warp(Block& b, int warp, unsigned need) {
         f->warp_done = true;
     }
     wp.arrived &= ~need;
+    if (b.L->profile) cuemu_prof::warp_op_done(w->prof);
 }
 
 // After a lane exits, a warp operation that waited only for it may now be complete.
@@ -456,6 +461,7 @@ void recheck_barrier(Block& b) {
         b.bar_acc = 0;
         b.bar_line = -1;
         b.gen++;
+        if (b.L->profile) cuemu_prof::barrier_done(b.w->prof);
     }
 }
 
@@ -490,6 +496,7 @@ extern "C" int cuemu_syncthreads(int line, int op, int pred) {
                                        " reached in a kernel the emulator ran without fibers; "
                                        "this is an emulator bug, please report the kernel");
     }
+    if (b.L->profile) cuemu_prof::lane_sync(b.w->prof, f->linear);
     if (b.arrived == 0) {
         b.bar_line = line;
         b.bar_first = f->linear;
@@ -558,6 +565,7 @@ extern "C" unsigned long long cuemu_warp_op(int op, unsigned mask, unsigned long
         case cuemu::SHFL_XOR: src = lane ^ arg; if (src >= seg + width) src = lane; break;
         default: src = arg; break;  // votes: the predicate
     }
+    if (b.L->profile) cuemu_prof::lane_sync(b.w->prof, f->linear);
     f->warp_op = op;
     f->warp_mask = mask;
     f->warp_value = value;
@@ -827,16 +835,24 @@ void run_blocks(Worker* w, Launch* L) {
                        where(b) + ", " + who + " (CUDA would report cudaErrorIllegalAddress). Check the "
                        "index bounds of every pointer the kernel reads or writes. Memory the kernel wrote "
                        "before the fault may be corrupted.");
+        if (L->profile) cuemu_prof::launch_end(w->prof);
         return;
+    }
+    if (L->profile) {
+        uintptr_t lo = reinterpret_cast<uintptr_t>(w->arena.data());
+        w->prof = cuemu_prof::launch_begin(w->prof, L->ranges, L->nranges, lo, lo + w->arena.size());
     }
     w->in_launch = 1;
     while (!L->abort.load(std::memory_order_relaxed)) {
         unsigned long long bid = L->next_block.fetch_add(1);
         if (bid >= L->nblocks) break;
+        if (L->profile) cuemu_prof::block_begin(w->prof, int(L->block[0] * L->block[1] * L->block[2]));
         bool ok = L->fibers ? run_block_fibers(w, L, bid) : run_block_direct(w, L, bid);
+        if (L->profile) cuemu_prof::block_end(w->prof, w->static_used);
         if (!ok) break;
     }
     w->in_launch = 0;
+    if (L->profile) cuemu_prof::launch_end(w->prof);
 }
 
 // ---------------------------------------------------------------- the pool
@@ -897,6 +913,9 @@ struct cuemu_launch_config {
     unsigned long static_limit;
     int fibers;
     unsigned long long race_seed;
+    int profile;                       // count memory requests etc. (a module built for profiling)
+    const unsigned long long* ranges;  // (start, bytes) of each array argument
+    int nranges;
 };
 
 int cuemu_runtime_abi(void) { return 1; }
@@ -924,6 +943,10 @@ int cuemu_launch(void (*fn)(void**), void** args, const cuemu_launch_config* cfg
     L.static_limit = cfg->static_limit;
     L.fibers = cfg->fibers;
     L.race_seed = cfg->race_seed;
+    L.profile = cfg->profile;
+    L.ranges = cfg->ranges;
+    L.nranges = cfg->nranges;
+    if (L.profile) cuemu_prof::launch_reset();
     L.nblocks = (unsigned long long)L.grid[0] * L.grid[1] * L.grid[2];
 
     Worker*& self = tls_worker;

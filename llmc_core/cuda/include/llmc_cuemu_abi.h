@@ -46,4 +46,5 @@ void* cuemu_shared_static(int id, unsigned long size, unsigned long align, int l
 void* cuemu_shared_dynamic(void);
 int cuemu_vprintf(const char* fmt, __builtin_va_list ap);
 void cuemu_trap(const char* what, int line);
+void cuemu_prof_atomic(void* p, unsigned size);  // profiled builds: an atomic request at p
 }

@@ -1,0 +1,153 @@
+"""Performance counters of the CPU emulator, checked against counts worked out by hand."""
+import subprocess
+
+import numpy as np
+import pytest
+
+from cuda_kernels.helpers import kernel_source, name_expressions
+from llmc_core.cuda import emulator, profile, shim as cp
+
+N = 1024   # floats in the copies: 32 warps of 32 lanes
+
+
+@pytest.fixture(scope="module")
+def mod():
+    src = kernel_source("profile_kernels.cu")
+    return cp.RawModule(code=src, name_expressions=name_expressions(src))
+
+
+def copy(mod, stride):
+    x, y = cp.asarray(np.arange(N, dtype=np.float32)), cp.zeros(N, cp.float32)
+    prof = mod.get_function("copy_strided")((N // 256,), (256,), (y, x, np.int32(N), np.int32(stride)), profile=True)
+    np.testing.assert_array_equal(cp.asnumpy(y), (np.arange(N) * stride) % N)
+    return prof
+
+
+def test_coalesced_copy_moves_four_sectors_per_warp(mod):
+    prof = copy(mod, 1)
+    src, dst = prof["arrays"]["in"], prof["arrays"]["out"]
+    assert (src["load_requests"], src["load_bytes"], src["load_sectors"], src["load_lines"]) == (32, 4096, 128, 32)
+    assert (dst["store_requests"], dst["store_sectors"], dst["store_lines"]) == (32, 128, 32)
+    assert src["store_requests"] == dst["load_requests"] == 0
+    assert src["efficiency"] == dst["efficiency"] == prof["global"]["efficiency"] == 1.0
+    assert prof["global"]["bytes_moved"] == 2 * 4 * N
+    assert src["unique_sectors"] == 128
+    assert prof["divergent_blocks"] == 0 and prof["barriers"] == 0
+
+
+def test_stride_32_copy_touches_a_sector_per_lane(mod):
+    src = copy(mod, 32)["arrays"]["in"]
+    # lane l of a warp reads element 32 * l (mod N): 32 different 128-byte lines per request
+    assert (src["load_requests"], src["load_sectors"], src["load_lines"]) == (32, 32 * 32, 32 * 32)
+    assert src["load_efficiency"] == (32 * 4) / (32 * 32) == 0.125   # per request: 128 useful of 1024 bytes
+    assert src["load_sectors_per_request"] == 32
+    assert src["unique_sectors"] == 32   # every warp reads the same 32 elements: a cache would catch the rest
+
+
+def test_float4_copy_is_one_request_of_16_sectors_per_warp(mod):
+    x, y = cp.asarray(np.arange(N, dtype=np.float32)), cp.zeros(N, cp.float32)
+    prof = mod.get_function("copy_float4")((1,), (256,), (y, x, np.int32(N // 4)), profile=True)
+    np.testing.assert_array_equal(cp.asnumpy(y), cp.asnumpy(x))
+    src = prof["arrays"]["in"]
+    assert (src["load_requests"], src["load_sectors"], src["load_lines"], src["efficiency"]) == (8, 128, 32, 1.0)
+
+
+@pytest.mark.parametrize("pad, wavefronts, conflicts", [(32, 128 * 1 + 128 * 32, 128 * 31), (33, 256, 0)])
+def test_transpose_bank_conflicts_vanish_with_padding(mod, pad, wavefronts, conflicts):
+    n = 64   # 2 x 2 blocks of 32 x 32 threads: 128 warps, each stores a tile row and loads a tile column
+    a = cp.asarray(np.arange(n * n, dtype=np.float32).reshape(n, n))
+    out = cp.zeros((n, n), cp.float32)
+    prof = mod.get_function(f"transpose<{pad}>")((2, 2), (32, 32), (out, a, np.int32(n)), profile=True)
+    np.testing.assert_array_equal(cp.asnumpy(out), cp.asnumpy(a).T)
+    sh = prof["shared"]
+    assert (sh["load_requests"], sh["store_requests"], sh["load_bytes"]) == (128, 128, 4 * n * n)
+    assert (sh["wavefronts"], sh["bank_conflicts"]) == (wavefronts, conflicts)
+    assert prof["barriers"] == 4
+    assert prof["global"]["efficiency"] == 1.0
+    assert prof["static_shared_bytes"] == 32 * pad * 4 == prof["shared_bytes_per_block"]
+
+
+def test_counts_do_not_depend_on_thread_order(mod):
+    n = 64
+    a, out = cp.asarray(np.ones((n, n), np.float32)), cp.zeros((n, n), cp.float32)
+    k = mod.get_function("transpose<32>")
+    plain = k((2, 2), (32, 32), (out, a, np.int32(n)), profile=True)
+    with emulator.race_exposure(seed=5):
+        shuffled = k((2, 2), (32, 32), (out, a, np.int32(n)), profile=True)
+    assert shuffled["shared"] == plain["shared"] and shuffled["arrays"] == plain["arrays"]
+
+
+def test_atomics_on_one_address_serialise(mod):
+    counter = cp.zeros(1, cp.int32)
+    prof = mod.get_function("count_same")((2,), (64,), (counter,), profile=True)
+    assert int(cp.asnumpy(counter)[0]) == 128
+    g = prof["arrays"]["counter"]
+    assert (g["atomic_requests"], g["atomic_ops"], g["atomic_same_address"]) == (4, 128, 4 * 31)
+    assert g["load_requests"] == g["store_requests"] == 0   # the atomic's own read-modify-write is not a load
+    counters = cp.zeros(128, cp.int32)
+    g = mod.get_function("count_own")((2,), (64,), (counters,), profile=True)["arrays"]["counters"]
+    assert (g["atomic_requests"], g["atomic_ops"], g["atomic_same_address"]) == (4, 128, 0)
+
+
+def test_warp_operations_and_divergence(mod):
+    x, y = cp.asarray(np.arange(128, dtype=np.float32)), cp.zeros(4, cp.float32)
+    prof = mod.get_function("warp_sum")((2,), (64,), (y, x), profile=True)
+    np.testing.assert_array_equal(cp.asnumpy(y), np.arange(128).reshape(4, 32).sum(1))
+    assert prof["warp_ops"] == 4 * 5
+    assert prof["arrays"]["out"]["store_requests"] == 4
+    assert prof["divergent_blocks"] > 0   # only lane 0 stores
+    k = mod.get_function("diverge")
+    out = cp.zeros(64, cp.float32)
+    uniform = k((1,), (64,), (out, np.int32(32), np.int32(10)), profile=True)
+    split = k((1,), (64,), (out, np.int32(16), np.int32(10)), profile=True)
+    assert uniform["divergent_blocks"] == 0 and uniform["lane_efficiency"] == 1.0
+    assert split["divergent_blocks"] > 0 and split["lane_efficiency"] < 0.75
+
+
+def test_profiling_collects_every_launch_and_plain_launches_return_nothing(mod):
+    x, y = cp.asarray(np.arange(N, dtype=np.float32)), cp.zeros(N, cp.float32)
+    k = mod.get_function("copy_strided")
+    assert k((N // 256,), (256,), (y, x, np.int32(N), np.int32(1))) is None
+    with profile.profiling() as launches:
+        k((N // 256,), (256,), (y, x, np.int32(N), np.int32(1)))
+        k((N // 256,), (256,), (y, x, np.int32(N), np.int32(32)))
+    assert [p["arrays"]["in"]["load_sectors"] for p in launches] == [128, 1024]
+    assert launches[0]["kernel"] == "copy_strided" and launches[0]["block"] == [256, 1, 1]
+
+
+def test_normal_builds_have_no_counting_code(mod):
+    m = emulator.load_module(kernel_source("profile_kernels.cu"), (), ["transpose<32>", "transpose<33>"])
+    m.profile_library()
+    symbols = subprocess.run(["nm", "-D", str(m.cache_path)], capture_output=True, text=True).stdout
+    assert "cuemu_thread_0" in symbols and "__tsan" not in symbols and "__sanitizer" not in symbols
+
+
+def matmul_profile(kernel, block, grid, n=64):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n)).astype(np.float32), rng.standard_normal((n, n)).astype(np.float32)
+    out = cp.zeros((n, n), cp.float32)
+    prof = kernel(grid, block, (out, cp.asarray(a), cp.asarray(b), np.int32(n), np.int32(n), np.int32(n)), profile=True)
+    np.testing.assert_allclose(cp.asnumpy(out), a @ b, rtol=1e-4, atol=1e-4)
+    return prof
+
+
+def operand_traffic_check(prof, n=64, tile=32, slack=1.05):
+    """A probe-style check: a 32x32-tiled matmul reads A and B once per tile, so together they
+    move at most 2 * n^3 * 4 / tile bytes.  Returns a message saying which counter missed, or ''."""
+    moved = sum(prof["arrays"][name]["load_sectors"] * 32 for name in ("a", "b"))
+    limit = slack * 2 * n ** 3 * 4 / tile
+    return "" if moved <= limit else f"A and B moved {moved} bytes, {moved / limit:.1f}x the {limit:.0f} allowed"
+
+
+def test_naive_matmul_fails_a_traffic_threshold_the_tiled_one_passes(mod):
+    tiled_src = kernel_source("matmul_tiled.cu")
+    tiled = cp.RawModule(code=tiled_src, name_expressions=["matmul_tiled<4>"]).get_function("matmul_tiled<4>")
+    naive = matmul_profile(mod.get_function("matmul_naive"), (32, 8), (2, 8))
+    good = matmul_profile(tiled, (32, 8), (2, 2))
+    assert operand_traffic_check(good) == ""
+    assert "A and B moved" in operand_traffic_check(naive)
+    # by hand: naive A is a broadcast (1 sector per request), B coalesced (4 per request)
+    assert naive["arrays"]["a"]["load_sectors"] == 64 * 64 * 64 // 32
+    assert naive["arrays"]["b"]["load_sectors"] == 4 * 64 * 64 * 64 // 32
+    assert good["arrays"]["a"]["load_sectors"] == good["arrays"]["b"]["load_sectors"] == 64 * 64 * 2 // 8
+    assert good["shared"]["bank_conflicts"] == 0
