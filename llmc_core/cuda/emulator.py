@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -98,7 +99,7 @@ def compiler_id() -> str:
 
 def header_hash() -> str:
     h = hashlib.sha256(EMULATOR_VERSION.encode())
-    for p in sorted(INCLUDE_DIR.rglob("*.h")):
+    for p in sorted(f for f in INCLUDE_DIR.rglob("*") if f.is_file()):
         h.update(str(p.relative_to(INCLUDE_DIR)).encode())
         h.update(p.read_bytes())
     return h.hexdigest()
@@ -455,7 +456,7 @@ def _pointer_value(kernel, i, desc, value, guards) -> int:
             raise TypeError(f"{what} points to {psize}-byte elements but got a {dt.name} array "
                             f"({dt.itemsize}-byte elements): the GPU would reinterpret the bytes silently. "
                             f"Pass an array of dtype {wanted} (x.astype(cp.{wanted}) ).".replace("cp.a 2", "a 2"))
-        guards.append(value)
+        guards.append((kernel.params[i].name if i < len(kernel.params) else f"arg{i}", value))
         return value.ctypes.data
     ptr = getattr(value, "ptr", None)
     if isinstance(ptr, int):
@@ -533,8 +534,9 @@ def launch(module: EmulatedModule, index: int, grid, block, args, shared_mem: in
     code = lib.cuemu_launch(module.thread_function(index, profile), argv, ctypes.byref(cfg))
     _flush_printf(lib)
     if code:
-        raise_for(code, f"kernel {expr!r}: {lib.cuemu_error_message().decode('utf-8', 'replace')}")
-    memory.check_guards(guards, expr, kernel)
+        msg = lib.cuemu_error_message().decode("utf-8", "replace")
+        raise_for(code, f"kernel {expr!r}: {msg}{_fault_owner(msg, ranges)}")
+    memory.check_guards(guards, expr)
     if not profile:
         return None
     result = profile_mod.read(lib, [name for name, _, _ in ranges],
@@ -542,6 +544,21 @@ def launch(module: EmulatedModule, index: int, grid, block, args, shared_mem: in
                                "blocks": g[0] * g[1] * g[2], "dynamic_shared_bytes": int(shared_mem)})
     profile_mod.collect(result)
     return result
+
+
+def _fault_owner(message: str, ranges) -> str:
+    """A sentence naming the array argument whose guard page a fault hit, or a null pointer."""
+    m = re.search(r"illegal memory access at address (0x[0-9a-f]+)", message)
+    if not m:
+        return ""
+    addr = int(m.group(1), 16)
+    for name, start, size in ranges:
+        if start and start + size <= addr < start + size + 2 * memory.PAGE:
+            return (f" The address is byte {addr - start - size} past the end of argument `{name}` "
+                    f"({size} bytes): an index that reached its length or beyond (a `>` that should be `>=`?).")
+    if addr < memory.PAGE:
+        return " The address is near 0: a null pointer (an argument passed as None?)."
+    return ""
 
 
 def _extent(value) -> int:

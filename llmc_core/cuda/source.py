@@ -297,7 +297,8 @@ def parse(src: str, line_offset: int = 0) -> ParsedSource:
     sync_outside = SYNC_RE.search(outside) is not None
     # A header we cannot see may hold device functions that synchronise: be safe.
     for inc in re.finditer(r"^\s*#\s*include\s*[<\"]([^>\"]+)[>\"]", src, flags=re.M):
-        if inc.group(1) not in ("cuda_bf16.h", "cuda_fp16.h", "cuda_runtime.h", "stdint.h", "cstdint"):
+        if inc.group(1) not in ("cuda_bf16.h", "cuda_fp16.h", "cuda_runtime.h", "stdint.h", "cstdint", "assert.h",
+                                "cassert", "string.h", "cstring", "float.h", "cfloat"):
             sync_outside = True
     for k in kernels.values():
         seen, todo = set(), [k.name]

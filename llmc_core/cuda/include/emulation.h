@@ -14,6 +14,19 @@
 // NVRTC knows these two without any #include (but not uint32_t and friends, nor here).
 typedef __SIZE_TYPE__ size_t;
 typedef __PTRDIFF_TYPE__ ptrdiff_t;
+// NVRTC also knows NULL, memcpy, memset and assert() without any #include.  memcpy and memset
+// are declared as the C library declares them, so a later #include <string.h> agrees.
+#ifndef NULL
+#define NULL __null
+#endif
+#if defined(__GLIBC__) || defined(__linux__)
+#define LLMC_LIBC_NOEXCEPT noexcept
+#else
+#define LLMC_LIBC_NOEXCEPT
+#endif
+extern "C" void* memcpy(void* dst, const void* src, size_t n) LLMC_LIBC_NOEXCEPT;
+extern "C" void* memset(void* dst, int value, size_t n) LLMC_LIBC_NOEXCEPT;
+#include "assert.h"
 
 // ---------------------------------------------------------------- qualifiers
 #define __global__
