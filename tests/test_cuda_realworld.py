@@ -144,3 +144,19 @@ def test_an_off_by_one_guard_is_reported_with_the_argument(n):
     k = cp.RawModule(code=OFF_BY_ONE).get_function("scale")
     with pytest.raises(emulator.IllegalAddressError, match=r"past the end of argument `out`"):
         k((n // 8 + 1,), (8,), (cp.zeros(n, cp.float32), cp.ones(n, cp.float32), np.int32(n)))
+
+
+@pytest.mark.parametrize("src, hint", [
+    ('extern "C" __global__ void k(unsigned* x) { unsigned l; asm volatile("mov.u32 %0, %%laneid;" : "=r"(l)); x[0] = l; }',
+     "inline PTX"),
+    ('#include <cuda_fp16.h>\nextern "C" __global__ void k(float* x) { x[0] = 1; }', "no __half")])
+def test_what_cannot_run_here_is_named(src, hint):
+    with pytest.raises(emulator.CompileError, match=hint):
+        cp.RawModule(code=src)
+
+
+def test_grid_constant_parameters():
+    src = 'extern "C" __global__ void k(const __grid_constant__ int n, float* x) { x[threadIdx.x] = n; }'
+    x = cp.zeros(4, cp.float32)
+    cp.RawModule(code=src).get_function("k")((1,), (4,), (np.int32(3), x))
+    assert cp.asnumpy(x).tolist() == [3.0] * 4

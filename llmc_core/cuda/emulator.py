@@ -146,7 +146,17 @@ def format_compiler_errors(stderr: str, source_text: str, what: str) -> str:
     msg += keep[:30]
     if len(keep) > 30:
         msg.append(f"... and {len(keep) - 30} more")
+    msg += [hint for needle, hint in UNSUPPORTED_HINTS if needle in stderr]
     return "\n".join(msg)
+
+
+# Compiler messages about things a GPU compiler accepts and the emulator cannot run, and why.
+UNSUPPORTED_HINTS = [
+    ("Assembler messages", "The source has inline PTX (asm(...)): that is GPU machine code, which the CPU "
+                           "emulator cannot run. Write the operation in CUDA C (or an intrinsic) instead."),
+    ("cuda_fp16.h: No such file", "The CPU emulator has no __half (cuda_fp16.h); use float or __nv_bfloat16 "
+                                  "(cuda_bf16.h)."),
+]
 
 
 _runtime_lib = None

@@ -39,6 +39,7 @@ extern "C" void* memset(void* dst, int value, size_t n) LLMC_LIBC_NOEXCEPT;
 #define __launch_bounds__(...)
 #define __align__(n) alignas(n)
 #define __restrict__ __restrict
+#define __grid_constant__
 // Function-scope __shared__ declarations are rewritten by the emulator before compiling; one
 // that is left (e.g. at file scope) is not supported and fails with this name in the error.
 #define __shared__ __llmc_emulator_supports___shared___only_inside_functions
