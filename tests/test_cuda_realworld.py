@@ -147,8 +147,8 @@ def test_an_off_by_one_guard_is_reported_with_the_argument(n):
 
 
 @pytest.mark.parametrize("src, hint", [
-    ('extern "C" __global__ void k(unsigned* x) { unsigned l; asm volatile("mov.u32 %0, %%laneid;" : "=r"(l)); x[0] = l; }',
-     "inline PTX"),
+    ('extern "C" __global__ void k(unsigned* x) {\n'
+     '    unsigned l; asm volatile("mov.u32 %0, %%laneid;" : "=r"(l)); x[0] = l; }', "inline PTX"),
     ('#include <cuda_fp16.h>\nextern "C" __global__ void k(float* x) { x[0] = 1; }', "no __half")])
 def test_what_cannot_run_here_is_named(src, hint):
     with pytest.raises(emulator.CompileError, match=hint):

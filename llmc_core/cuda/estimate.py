@@ -145,7 +145,8 @@ def roofline_plot(points, dev="H100", ax=None):
         est = estimate(prof, dev, flops=flops)
         if not est["arithmetic_intensity"]:
             raise ValueError(f"{prof['kernel']}: a roofline point needs flops > 0 and some global traffic")
-        ax.loglog([est["arithmetic_intensity"]], [flops / est["time_s"]], "o", label=f"{prof['kernel']} ({est['bound']})")
+        label = f"{prof['kernel']} ({est['bound']})"
+        ax.loglog([est["arithmetic_intensity"]], [flops / est["time_s"]], "o", label=label)
     ax.set_xlabel("arithmetic intensity (FLOP per byte moved)")
     ax.set_ylabel("FLOP/s (estimated)")
     ax.legend(fontsize="small")
