@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from cuda_kernels.helpers import kernel_source, name_expressions
-from llmc_core.cuda import emulator, profile, shim as cp
+from llmc_core.cuda import emulator, probing, profile, shim as cp
 
 N = 1024   # floats in the copies: 32 warps of 32 lanes
 
@@ -151,3 +151,44 @@ def test_naive_matmul_fails_a_traffic_threshold_the_tiled_one_passes(mod):
     assert naive["arrays"]["b"]["load_sectors"] == 4 * 64 * 64 * 64 // 32
     assert good["arrays"]["a"]["load_sectors"] == good["arrays"]["b"]["load_sectors"] == 64 * 64 * 2 // 8
     assert good["shared"]["bank_conflicts"] == 0
+
+
+GLOBALS_AND_DYNAMIC = r"""
+__constant__ float scale[4];
+__device__ int finished;
+extern "C" __global__ void block_sum(float* out, const float* in) {
+    extern __shared__ float buf[];
+    buf[threadIdx.x] = in[blockIdx.x * blockDim.x + threadIdx.x] * scale[threadIdx.x % 4];
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s /= 2) {
+        if (threadIdx.x < s) buf[threadIdx.x] += buf[threadIdx.x + s];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) { out[blockIdx.x] = buf[0]; atomicAdd(&finished, 1); }
+}
+"""
+
+
+def test_module_globals_and_dynamic_shared_memory_are_counted():
+    mod = cp.RawModule(code=GLOBALS_AND_DYNAMIC)
+    cp.ndarray((4,), cp.float32, mod.get_global("scale"))[...] = np.float32([1, 2, 3, 4])
+    x, out = cp.ones(64 * 2, cp.float32), cp.zeros(2, cp.float32)
+    prof = mod.get_function("block_sum")((2,), (64,), (out, x), shared_mem=64 * 4, profile=True)
+    assert cp.asnumpy(out).tolist() == [160.0, 160.0]
+    assert cp.ndarray((1,), cp.int32, mod.get_global("finished"))[0] == 2   # the profiled build wrote it back
+    assert prof["arrays"]["finished"]["atomic_ops"] == 2
+    # each warp reads the 4 constants once: one sector per request
+    assert (prof["arrays"]["scale"]["load_requests"], prof["arrays"]["scale"]["load_sectors"]) == (4, 4)
+    # per block: 2 warps store, then 6 halving steps (32, 16, ..., 1 active lanes, all in warp 0: one request each)
+    sh = prof["shared"]
+    assert sh["store_requests"] == 2 * (2 + 6) and sh["bank_conflicts"] == 0
+    assert prof["barriers"] == 2 * 7 and prof["shared_bytes_per_block"] == 256 and prof["static_shared_bytes"] == 0
+
+
+def test_profile_launch_takes_host_arrays():
+    src = kernel_source("profile_kernels.cu")
+    x = np.arange(N, dtype=np.float32)
+    prof = probing.profile_launch(src, "copy_strided", (N // 256,), (256,),
+                                  (np.zeros(N, np.float32), x, np.int32(N), np.int32(32)),
+                                  name_expressions=name_expressions(src))
+    assert prof["arrays"]["in"]["load_sectors"] == 1024

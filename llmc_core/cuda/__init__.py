@@ -81,6 +81,12 @@ def __getattr__(name):
                 "CompileError"):
         from . import errors
         return getattr(errors, name)
+    if name == "profiling":
+        from . import profile
+        return profile.profiling
+    if name == "profile_launch":
+        from . import probing
+        return probing.profile_launch
     if name == "race_exposure":
         from . import emulator
         return emulator.race_exposure
@@ -90,4 +96,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'llmc_core.cuda' has no attribute {name!r}")
 
 
-__all__ = ["cp", "backend_name", "backend_reason", "backend_report", "race_exposure", "compile_check"]
+__all__ = ["cp", "backend_name", "backend_reason", "backend_report", "race_exposure", "compile_check", "profiling",
+           "profile_launch"]

@@ -324,16 +324,32 @@ class EmulatedModule:
         lib = self.profile_library() if profiled else self.lib
         return ctypes.cast(getattr(lib, f"cuemu_thread_{index}"), ctypes.c_void_p).value
 
-    def global_address(self, name: str) -> tuple[int, int]:
+    def global_address(self, name: str, profiled: bool = False) -> tuple[int, int]:
+        """(address, bytes) of a file-scope __device__/__constant__ variable, in the normal build or
+        the profiling one (each has its own copy; see profiled_globals)."""
         if name not in self.global_names:
             known = ", ".join(self.global_names) or "none"
             raise ValueError(f"no __device__ or __constant__ variable named {name!r} at file scope "
                              f"(CUDA_ERROR_NOT_FOUND); globals: {known}")
-        fn = getattr(self.lib, f"cuemu_global_{self.global_names.index(name)}")
+        lib = self.profile_library() if profiled else self.lib
+        fn = getattr(lib, f"cuemu_global_{self.global_names.index(name)}")
         fn.restype = ctypes.c_void_p
         size = ctypes.c_ulong()
         addr = fn(ctypes.byref(size))
         return addr, size.value
+
+    @contextmanager
+    def profiled_globals(self):
+        """Give the profiling build the globals' current values for a launch, and take back what
+        the kernel wrote to them, so that get_global() sees one variable."""
+        pairs = [(self.global_address(n), self.global_address(n, profiled=True)[0]) for n in self.global_names]
+        for (addr, size), prof_addr in pairs:
+            ctypes.memmove(prof_addr, addr, size)
+        try:
+            yield [(n, prof_addr, size) for n, ((_, size), prof_addr) in zip(self.global_names, pairs)]
+        finally:
+            for (addr, size), prof_addr in pairs:
+                ctypes.memmove(addr, prof_addr, size)
 
 
 def _cached_build(text: str, flags: list[str], prefix: str, link_flags: list[str] | None = None):
@@ -379,26 +395,34 @@ def launch(module: EmulatedModule, index: int, grid, block, args, shared_mem: in
     g, b = arguments.launch_shape(grid, block, shared_mem, max_dynamic_shared)
     m = arguments.Marshalled(kernel, expr, module.signature(index), args)
     race = _race_seed if _race_seed is not None else _env_race_seed()
-    profile = bool(profile) or profile_mod.active()
-    ranges = m.ranges + ([(name, *module.global_address(name)) for name in module.global_names] if profile else [])
-    flat = (ctypes.c_ulonglong * max(1, 2 * len(ranges)))(*[v for _, start, size in ranges for v in (start, size)])
-    cfg = LaunchConfig((ctypes.c_uint * 3)(*g), (ctypes.c_uint * 3)(*b), int(shared_mem), STATIC_SHARED_LIMIT,
-                       int(kernel.needs_fibers or race is not None or os.environ.get("LLMC_CUDA_FIBERS") == "always"),
-                       race or 0, int(profile), ctypes.cast(flat, ctypes.c_void_p), len(ranges) if profile else 0)
+    fibers = kernel.needs_fibers or race is not None or os.environ.get("LLMC_CUDA_FIBERS") == "always"
     lib = runtime_library()
-    code = lib.cuemu_launch(module.thread_function(index, profile), m.argv, ctypes.byref(cfg))
-    _flush_printf(lib)
-    if code:
-        msg = lib.cuemu_error_message().decode("utf-8", "replace")
-        raise_for(code, f"kernel {expr!r}: {msg}{_fault_owner(msg, ranges)}")
-    memory.check_guards(m.guards, expr)
-    if not profile:
+    if not (profile or profile_mod.active()):
+        cfg = LaunchConfig((ctypes.c_uint * 3)(*g), (ctypes.c_uint * 3)(*b), int(shared_mem), STATIC_SHARED_LIMIT,
+                           int(fibers), race or 0, 0, None, 0)
+        _run(lib, module.thread_function(index), m, cfg, expr, m.ranges)
         return None
+    with module.profiled_globals() as global_ranges:
+        ranges = m.ranges + global_ranges
+        flat = (ctypes.c_ulonglong * max(1, 2 * len(ranges)))(*[v for _, start, size in ranges for v in (start, size)])
+        cfg = LaunchConfig((ctypes.c_uint * 3)(*g), (ctypes.c_uint * 3)(*b), int(shared_mem), STATIC_SHARED_LIMIT,
+                           int(fibers), race or 0, 1, ctypes.cast(flat, ctypes.c_void_p), len(ranges))
+        _run(lib, module.thread_function(index, profiled=True), m, cfg, expr, ranges)
     shape = {"kernel": expr, "grid": list(g), "block": list(b), "threads_per_block": b[0] * b[1] * b[2],
              "blocks": g[0] * g[1] * g[2], "dynamic_shared_bytes": int(shared_mem)}
     result = profile_mod.read(lib, [name for name, _, _ in ranges], shape)
     profile_mod.collect(result)
     return result
+
+
+def _run(lib, fn: int, m, cfg, expr: str, ranges) -> None:
+    """One launch through the runtime; raises what it reports, then checks the arrays' padding."""
+    code = lib.cuemu_launch(fn, m.argv, ctypes.byref(cfg))
+    _flush_printf(lib)
+    if code:
+        msg = lib.cuemu_error_message().decode("utf-8", "replace")
+        raise_for(code, f"kernel {expr!r}: {msg}{_fault_owner(msg, ranges)}")
+    memory.check_guards(m.guards, expr)
 
 
 def _fault_owner(message: str, ranges) -> str:

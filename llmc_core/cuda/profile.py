@@ -3,6 +3,7 @@
     prof = kernel(grid, block, args, profile=True)      # one launch
     with profiling() as launches:                       # every launch inside, e.g. a learner's function
         run_my_layer(...)
+    prof = probing.profile_launch(code, "gelu", grid, block, args)   # on the emulator, whatever the backend
 
 A profiled launch runs a second build of the kernel in which every memory access and basic
 block reports itself to the runtime (profiler.cpp); a normal launch runs the normal build, so
@@ -120,3 +121,4 @@ def read(lib, names: list[str], launch: dict) -> dict:
     })
     prof["shared_bytes_per_block"] = prof["static_shared_bytes"] + launch["dynamic_shared_bytes"]
     return prof
+
