@@ -364,7 +364,18 @@ Fiber* pick_next(Block& b, Fiber* self) {
 void block_and_switch(Block& b, Fiber* self) {
     Fiber* next = pick_next(b, self);
     if (next == self) { cuemu_cur = &self->ts; return; }
-    if (next) { switch_fiber(self, next); return; }
+    if (next) {
+        // The fiber after `next` is most likely the one to run after it: start loading its
+        // saved registers, stack frames and state now, while `next` runs (1024 fibers do not fit in L2).
+        int after = next->linear + 1 < b.n ? next->linear + 1 : 0;
+        Fiber* f = b.w->fibers[after];
+        const char* sp = static_cast<const char*>(f->sp);
+        __builtin_prefetch(f);
+        __builtin_prefetch(reinterpret_cast<const char*>(f) + 64);
+        for (int k = 0; k < 4; k++) __builtin_prefetch(sp + 64 * k);
+        switch_fiber(self, next);
+        return;
+    }
     if (b.done == b.n) { switch_to_scheduler(self, b.w); return; }
     b.failed = true;
     b.L->fail(cuemu::ERR_DEADLOCK, "deadlock in " + where(b) + ": no thread of the block can continue." + describe_waiters(b) +
