@@ -1,10 +1,13 @@
 """The GPU time estimate, on profiles built by hand (plain dicts) and one real profile."""
+import shutil
+
 import matplotlib
 import numpy as np
 import pytest
 
+from cuda_kernels.helpers import kernel_source, name_expressions
 from llmc_core.cuda import estimate as est
-from llmc_core.cuda import shim as cp
+from llmc_core.cuda import nvrtc_check, shim as cp
 
 matplotlib.use("Agg")
 
@@ -65,3 +68,13 @@ def test_table_and_roofline_from_a_real_profile():
     assert table.splitlines()[0].startswith("| kernel | global bytes moved") and "| axpy | 49,152 | 100% |" in table
     ax = est.roofline_plot([(prof, 2 * n)], "A100")
     assert len(ax.lines) == 2 and ax.get_xscale() == "log"
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH (ptxas reports registers)")
+def test_registers_from_ptxas_feed_occupancy():
+    src = kernel_source("matmul_tiled.cu")
+    regs = nvrtc_check.kernel_registers(src, name_expressions(src))
+    assert set(regs) >= set(name_expressions(src))
+    assert all(isinstance(r, int) and 1 <= r <= 255 for r in regs.values())
+    occ = est.occupancy("H100", 256, 8192, registers_per_thread=regs["matmul_tiled<8>"])
+    assert occ["registers"] == "given" and occ["blocks_per_sm"] >= 1

@@ -90,7 +90,7 @@ def __getattr__(name):
     if name == "race_exposure":
         from . import emulator
         return emulator.race_exposure
-    if name in ("compile_check", "nvrtc_available", "NvrtcUnavailable"):
+    if name in ("compile_check", "nvrtc_available", "NvrtcUnavailable", "kernel_registers"):
         from . import nvrtc_check
         return getattr(nvrtc_check, name)
     raise AttributeError(f"module 'llmc_core.cuda' has no attribute {name!r}")

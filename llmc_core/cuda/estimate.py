@@ -62,7 +62,8 @@ def device(name) -> Device:
 def occupancy(dev, threads_per_block: int, shared_bytes_per_block: int = 0,
               registers_per_thread: int | None = None) -> dict:
     """Resident blocks and warps per SM, and which limit sets them (the CUDA occupancy calculator's
-    rules, without register-allocation details beyond 256-register warp granules)."""
+    rules, without register-allocation details beyond 256-register warp granules).  Registers
+    per thread come from nvrtc_check.kernel_registers where nvcc is installed."""
     dev = device(dev)
     warps = math.ceil(threads_per_block / 32)
     limits = {"threads": dev.max_threads_per_sm // (warps * 32), "blocks": dev.max_blocks_per_sm}
