@@ -32,7 +32,14 @@ def test_coalesced_copy_moves_four_sectors_per_warp(mod):
     assert src["efficiency"] == dst["efficiency"] == prof["global"]["efficiency"] == 1.0
     assert prof["global"]["bytes_moved"] == 2 * 4 * N
     assert src["unique_sectors"] == 128
-    assert prof["divergent_blocks"] == 0 and prof["barriers"] == 0
+    assert prof["divergent_blocks"] == prof["divergent_branches"] == prof["barriers"] == 0
+
+
+def test_a_partial_last_warp_is_one_divergent_branch(mod):
+    x, y = cp.asarray(np.arange(N, dtype=np.float32)), cp.zeros(N, cp.float32)
+    prof = mod.get_function("copy_strided")((N // 256,), (256,), (y, x, np.int32(N - 24), np.int32(1)), profile=True)
+    assert prof["divergent_branches"] == 1   # warp 31: 8 lanes copy, 24 do not
+    assert prof["arrays"]["in"]["load_requests"] == 32 and prof["arrays"]["in"]["load_bytes"] == 4 * (N - 24)
 
 
 def test_stride_32_copy_touches_a_sector_per_lane(mod):
@@ -63,6 +70,7 @@ def test_transpose_bank_conflicts_vanish_with_padding(mod, pad, wavefronts, conf
     assert (sh["load_requests"], sh["store_requests"], sh["load_bytes"]) == (128, 128, 4 * n * n)
     assert (sh["wavefronts"], sh["bank_conflicts"]) == (wavefronts, conflicts)
     assert prof["barriers"] == 4
+    assert prof["divergent_branches"] == prof["divergent_blocks"] == 0
     assert prof["global"]["efficiency"] == 1.0
     assert prof["static_shared_bytes"] == 32 * pad * 4 == prof["shared_bytes_per_block"]
 
@@ -95,13 +103,14 @@ def test_warp_operations_and_divergence(mod):
     np.testing.assert_array_equal(cp.asnumpy(y), np.arange(128).reshape(4, 32).sum(1))
     assert prof["warp_ops"] == 4 * 5
     assert prof["arrays"]["out"]["store_requests"] == 4
-    assert prof["divergent_blocks"] > 0   # only lane 0 stores
+    assert prof["divergent_branches"] == 4   # per warp, only lane 0 stores
     k = mod.get_function("diverge")
     out = cp.zeros(64, cp.float32)
     uniform = k((1,), (64,), (out, np.int32(32), np.int32(10)), profile=True)
     split = k((1,), (64,), (out, np.int32(16), np.int32(10)), profile=True)
-    assert uniform["divergent_blocks"] == 0 and uniform["lane_efficiency"] == 1.0
-    assert split["divergent_blocks"] > 0 and split["lane_efficiency"] < 0.75
+    assert uniform["divergent_blocks"] == uniform["divergent_branches"] == 0 and uniform["lane_efficiency"] == 1.0
+    # each warp splits once, where half its lanes enter the loop; inside it only those run
+    assert split["divergent_branches"] == 2 and split["divergent_blocks"] > 0 and split["lane_efficiency"] < 0.75
 
 
 def test_profiling_collects_every_launch_and_plain_launches_return_nothing(mod):

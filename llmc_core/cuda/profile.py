@@ -23,7 +23,9 @@ shared memory (`shared`): requests, bytes, wavefronts (32 banks of 4 bytes: a re
   minimum the bytes need).
 barriers (block-wide, summed over blocks), warp_ops (shuffles, votes, __syncwarp per warp),
 warp_blocks (basic blocks executed, per warp), divergent_blocks (of those, executed by only part
-of the warp's threads), lane_efficiency (average fraction of the 32 lanes active in them).
+of the warp's threads), divergent_branches (of those, the ones after which the lanes went to
+different blocks: a branch the lanes disagree on), lane_efficiency (average fraction of the 32
+lanes active in them).
 
 Counts are of the accesses the compiled code (g++ -O2) makes; values kept in registers are not
 memory accesses, as on a GPU.  Local variables and the emulator's own data are not counted.
@@ -116,6 +118,7 @@ def read(lib, names: list[str], launch: dict) -> dict:
         "warp_ops": scalars["warp_ops"],
         "warp_blocks": blocks,
         "divergent_blocks": scalars["divergent_blocks"],
+        "divergent_branches": scalars["divergent_branches"],
         "lane_efficiency": scalars["active_lanes"] / (32 * blocks) if blocks else None,
         "static_shared_bytes": scalars["max_static_shared_bytes"],
     })

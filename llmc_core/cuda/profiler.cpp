@@ -28,7 +28,8 @@ namespace cuemu_prof {
 #define LLMC_SPACE_FIELDS(X) X(load_requests) X(load_bytes) X(load_useful_bytes) X(load_sectors) X(load_lines) \
     X(store_requests) X(store_bytes) X(store_useful_bytes) X(store_sectors) X(store_lines) \
     X(atomic_requests) X(atomic_ops) X(atomic_same_address) X(wavefronts) X(bank_conflicts) X(unique_sectors)
-#define LLMC_SCALAR_FIELDS(X) X(barriers) X(warp_ops) X(warp_blocks) X(divergent_blocks) X(active_lanes) \
+#define LLMC_SCALAR_FIELDS(X) X(barriers) X(warp_ops) X(warp_blocks) X(divergent_blocks) X(divergent_branches) \
+    X(active_lanes) \
     X(blocks) X(max_static_shared_bytes)
 #define LLMC_ENUM(name) F_##name,
 enum SpaceField { LLMC_SPACE_FIELDS(LLMC_ENUM) kSpaceFields };
@@ -86,7 +87,12 @@ struct State {
     uint32_t epoch[1024] = {};
     std::unordered_map<Key, Site, KeyHash> sites;
     std::vector<Group> groups;
-    std::vector<uint32_t> branches;  // lane masks of warp-level basic-block executions
+    // Warp-level basic-block executions: which lanes took part, and where they went next; a
+    // block whose lanes continue to different blocks ends in a divergent branch.
+    struct BlockRun { uint32_t mask = 0, next = kNone; bool split = false; };
+    static constexpr uint32_t kNone = 0xffffffffu;
+    std::vector<BlockRun> branches;
+    uint32_t last_run[1024];  // each lane's latest BlockRun
     Totals totals;
 
     int space_of(uintptr_t a) const {
@@ -223,12 +229,14 @@ void State::flush() {
         if (kv.first.kind != BRANCH) continue;
         uint32_t live = live_mask(kv.first.warp);
         for (uint32_t gi : kv.second.groups) {
-            uint32_t m = branches[gi];
+            const BlockRun& r = branches[gi];
             totals.scalar[F_warp_blocks]++;
-            totals.scalar[F_active_lanes] += __builtin_popcount(m);
-            totals.scalar[F_divergent_blocks] += m != live;
+            totals.scalar[F_active_lanes] += __builtin_popcount(r.mask);
+            totals.scalar[F_divergent_blocks] += r.mask != live;
+            totals.scalar[F_divergent_branches] += r.split;
         }
     }
+    std::memset(last_run, 0xff, sizeof last_run);   // runs do not continue across a flush (a barrier)
     groups.clear();
     branches.clear();
     sites.clear();
@@ -240,8 +248,15 @@ inline void record_block(void* pc) {
     int linear = current_linear();
     bool created;
     uint32_t index = group_for(s, reinterpret_cast<uint64_t>(pc), BRANCH, linear, uint32_t(s->branches.size()), &created);
-    if (created) s->branches.push_back(0);
-    s->branches[index] |= 1u << (linear & 31);
+    if (created) s->branches.emplace_back();
+    s->branches[index].mask |= 1u << (linear & 31);
+    uint32_t prev = s->last_run[linear];
+    if (prev != State::kNone) {
+        State::BlockRun& p = s->branches[prev];
+        if (p.next == State::kNone) p.next = index;
+        else if (p.next != index) p.split = true;
+    }
+    s->last_run[linear] = index;
 }
 
 }  // namespace cuemu_prof
@@ -263,6 +278,7 @@ State* launch_begin(State* s, const unsigned long long* ranges, int n, uintptr_t
 void block_begin(State* s, int nthreads) {
     s->nthreads = nthreads;
     std::memset(s->epoch, 0, sizeof s->epoch);
+    std::memset(s->last_run, 0xff, sizeof s->last_run);
     s->totals.scalar[F_blocks]++;
 }
 

@@ -236,7 +236,10 @@ def _rewrite_shared(src: str, code: str, bodies, line_offset: int) -> tuple[str,
                               f"{t}* const {dm.group('name')} = static_cast<{t}*>(cuemu_shared_dynamic());")
             else:
                 slot = f"__llmc_shared_{count}_slot"
-                pieces.append(f"typedef {base}{ptr} {t}{dims}; static const int {slot} = cuemu_shared_slot(); "
+                # The slot id is a static of a lambda: one per template instance, and its one-time
+                # initialisation is kept out of the profiler's branch counts (LLMC_NO_COVERAGE).
+                pieces.append(f"typedef {base}{ptr} {t}{dims}; const int {slot} = []() LLMC_NO_COVERAGE "
+                              f"{{ static const int id = cuemu_shared_slot(); return id; }}(); "
                               f"{t}& {dm.group('name')} = *static_cast<{t}*>(cuemu_shared_static({slot}, "
                               f"sizeof({t}), alignof({t}) > {align} ? alignof({t}) : {align}, {line}));")
             count += 1

@@ -40,6 +40,12 @@ extern "C" void* memset(void* dst, int value, size_t n) LLMC_LIBC_NOEXCEPT;
 #define __align__(n) alignas(n)
 #define __restrict__ __restrict
 #define __grid_constant__
+// Code the emulator adds that a profiled build must not count as the kernel's branches.
+#ifdef LLMC_CUEMU_PROFILE
+#define LLMC_NO_COVERAGE __attribute__((no_sanitize_coverage))
+#else
+#define LLMC_NO_COVERAGE
+#endif
 // Function-scope __shared__ declarations are rewritten by the emulator before compiling; one
 // that is left (e.g. at file scope) is not supported and fails with this name in the error.
 #define __shared__ __llmc_emulator_supports___shared___only_inside_functions
