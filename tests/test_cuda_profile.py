@@ -113,6 +113,13 @@ def test_warp_operations_and_divergence(mod):
     assert split["divergent_branches"] == 2 and split["divergent_blocks"] > 0 and split["lane_efficiency"] < 0.75
 
 
+def test_counter_paths_name_what_is_missing(mod):
+    prof = copy(mod, 1)
+    assert profile.counter(prof, "arrays.in.load_sectors") == 128
+    with pytest.raises(ValueError, match=r"no counter 'arrays.inp.load_sectors'.*the keys are out, in"):
+        profile.counter(prof, "arrays.inp.load_sectors")
+
+
 def test_profiling_collects_every_launch_and_plain_launches_return_nothing(mod):
     x, y = cp.asarray(np.arange(N, dtype=np.float32)), cp.zeros(N, cp.float32)
     k = mod.get_function("copy_strided")
@@ -140,12 +147,11 @@ def matmul_profile(kernel, block, grid, n=64):
     return prof
 
 
-def operand_traffic_check(prof, n=64, tile=32, slack=1.05):
-    """A probe-style check: a 32x32-tiled matmul reads A and B once per tile, so together they
-    move at most 2 * n^3 * 4 / tile bytes.  Returns a message saying which counter missed, or ''."""
-    moved = sum(prof["arrays"][name]["load_sectors"] * 32 for name in ("a", "b"))
-    limit = slack * 2 * n ** 3 * 4 / tile
-    return "" if moved <= limit else f"A and B moved {moved} bytes, {moved / limit:.1f}x the {limit:.0f} allowed"
+def operand_limits(n=64, tile=32, slack=1.05):
+    """A probe's limits: a tile x tile matmul reads each of A and B n / tile times, so each moves
+    at most n^3 * 4 / tile bytes (n^3 / tile / 8 sectors); a padded layout has no bank conflicts."""
+    sectors = slack * n ** 3 / tile / 8
+    return {"arrays.a.load_sectors": sectors, "arrays.b.load_sectors": sectors, "shared.bank_conflicts": 0}
 
 
 def test_naive_matmul_fails_a_traffic_threshold_the_tiled_one_passes(mod):
@@ -153,8 +159,11 @@ def test_naive_matmul_fails_a_traffic_threshold_the_tiled_one_passes(mod):
     tiled = cp.RawModule(code=tiled_src, name_expressions=["matmul_tiled<4>"]).get_function("matmul_tiled<4>")
     naive = matmul_profile(mod.get_function("matmul_naive"), (32, 8), (2, 8))
     good = matmul_profile(tiled, (32, 8), (2, 2))
-    assert operand_traffic_check(good) == ""
-    assert "A and B moved" in operand_traffic_check(naive)
+    assert profile.missed(good, operand_limits()) == []
+    feedback = profile.missed(naive, operand_limits())
+    assert len(feedback) == 2   # which counters missed, and by how much
+    assert feedback[0] == "matmul_naive: arrays.a.load_sectors is 8,192, above the limit 1,075.2 (7.62x)"
+    assert feedback[1].startswith("matmul_naive: arrays.b.load_sectors is 32,768") and "(30.48x)" in feedback[1]
     # by hand: naive A is a broadcast (1 sector per request), B coalesced (4 per request)
     assert naive["arrays"]["a"]["load_sectors"] == 64 * 64 * 64 // 32
     assert naive["arrays"]["b"]["load_sectors"] == 4 * 64 * 64 * 64 // 32

@@ -186,7 +186,6 @@ def runtime_library() -> ctypes.CDLL:
         lib.cuemu_take_output.restype = ctypes.c_ulong
         lib.cuemu_set_workers.argtypes = [ctypes.c_int]
         lib.cuemu_profile_fields.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
-        lib.cuemu_profile_read.argtypes = [ctypes.c_void_p]
         workers = os.environ.get("LLMC_CUDA_THREADS")
         if workers:
             if not workers.isdigit() or int(workers) < 1:
@@ -199,7 +198,8 @@ def runtime_library() -> ctypes.CDLL:
 class LaunchConfig(ctypes.Structure):
     _fields_ = [("grid", ctypes.c_uint * 3), ("block", ctypes.c_uint * 3), ("shmem", ctypes.c_ulong),
                 ("static_limit", ctypes.c_ulong), ("fibers", ctypes.c_int), ("race_seed", ctypes.c_ulonglong),
-                ("profile", ctypes.c_int), ("ranges", ctypes.c_void_p), ("nranges", ctypes.c_int)]
+                ("profile", ctypes.c_int), ("ranges", ctypes.c_void_p), ("nranges", ctypes.c_int),
+                ("profile_out", ctypes.c_void_p)]
 
 
 # ---------------------------------------------------------------- race exposure
@@ -399,18 +399,20 @@ def launch(module: EmulatedModule, index: int, grid, block, args, shared_mem: in
     lib = runtime_library()
     if not (profile or profile_mod.active()):
         cfg = LaunchConfig((ctypes.c_uint * 3)(*g), (ctypes.c_uint * 3)(*b), int(shared_mem), STATIC_SHARED_LIMIT,
-                           int(fibers), race or 0, 0, None, 0)
+                           int(fibers), race or 0, 0, None, 0, None)
         _run(lib, module.thread_function(index), m, cfg, expr, m.ranges)
         return None
     with module.profiled_globals() as global_ranges:
         ranges = m.ranges + global_ranges
         flat = (ctypes.c_ulonglong * max(1, 2 * len(ranges)))(*[v for _, start, size in ranges for v in (start, size)])
+        counts = profile_mod.buffer(lib)
         cfg = LaunchConfig((ctypes.c_uint * 3)(*g), (ctypes.c_uint * 3)(*b), int(shared_mem), STATIC_SHARED_LIMIT,
-                           int(fibers), race or 0, 1, ctypes.cast(flat, ctypes.c_void_p), len(ranges))
+                           int(fibers), race or 0, 1, ctypes.cast(flat, ctypes.c_void_p), len(ranges),
+                           ctypes.cast(counts, ctypes.c_void_p))
         _run(lib, module.thread_function(index, profiled=True), m, cfg, expr, ranges)
     shape = {"kernel": expr, "grid": list(g), "block": list(b), "threads_per_block": b[0] * b[1] * b[2],
              "blocks": g[0] * g[1] * g[2], "dynamic_shared_bytes": int(shared_mem)}
-    result = profile_mod.read(lib, [name for name, _, _ in ranges], shape)
+    result = profile_mod.read(counts, lib, [name for name, _, _ in ranges], shape)
     profile_mod.collect(result)
     return result
 

@@ -93,12 +93,16 @@ SHARED_FIELDS = ("load_requests", "load_bytes", "store_requests", "store_bytes",
                  "atomic_requests", "atomic_ops", "atomic_same_address")
 
 
-def read(lib, names: list[str], launch: dict) -> dict:
-    """The last profiled launch's counters; `names` label the address ranges the launch passed."""
+def buffer(lib):
+    """Room for the counts of one profiled launch (the runtime fills it)."""
+    space_names, scalar_names, max_spaces = _fields(lib)
+    return (ctypes.c_ulonglong * ((max_spaces + 1) * len(space_names) + len(scalar_names)))()
+
+
+def read(raw, lib, names: list[str], launch: dict) -> dict:
+    """The profile of a launch from its filled buffer; `names` label the address ranges it passed."""
     space_names, scalar_names, max_spaces = _fields(lib)
     nf = len(space_names)
-    raw = (ctypes.c_ulonglong * ((max_spaces + 1) * nf + len(scalar_names)))()
-    lib.cuemu_profile_read(raw)
     rows = [dict(zip(space_names, raw[i * nf:(i + 1) * nf])) for i in range(max_spaces + 1)]
     scalars = dict(zip(scalar_names, raw[(max_spaces + 1) * nf:]))
     arrays = {}
@@ -125,3 +129,26 @@ def read(lib, names: list[str], launch: dict) -> dict:
     prof["shared_bytes_per_block"] = prof["static_shared_bytes"] + launch["dynamic_shared_bytes"]
     return prof
 
+
+
+def counter(profile: dict, path: str):
+    """The value at a dotted path, e.g. counter(prof, "arrays.inp.load_sectors")."""
+    value = profile
+    for key in path.split("."):
+        if not isinstance(value, dict) or key not in value:
+            known = ", ".join(value) if isinstance(value, dict) else "none (not a dict)"
+            raise ValueError(f"no counter {path!r} in this profile: at {key!r} the keys are {known}")
+        value = value[key]
+    return value
+
+
+def missed(profile: dict, limits: dict) -> list[str]:
+    """One sentence per counter above its limit ({dotted path: largest allowed value}), saying
+    by how much; an empty list when every counter is within its limit.  What a probe reports."""
+    out = []
+    for path, limit in limits.items():
+        value = counter(profile, path)
+        if value is not None and value > limit:
+            ratio = f" ({value / limit:.2f}x)" if limit else ""
+            out.append(f"{profile['kernel']}: {path} is {value:,}, above the limit {limit:,}{ratio}")
+    return out

@@ -297,10 +297,17 @@ void block_end(State* s, unsigned long static_shared) {
     if (static_shared > m) m = static_shared;
 }
 
-Totals last;  // the last profiled launch, read by Python
+Totals last;  // the profiled launch in progress (launches run one at a time)
 std::mutex last_mutex;
 
 void launch_reset() { last.clear(); }
+
+// out: (kMaxSpaces + 1) * kSpaceFields space counters (the last row is shared memory), then the scalars.
+void copy_last(unsigned long long* out) {
+    for (int i = 0; i < kMaxSpaces; i++) last.space[i][F_unique_sectors] = last.sectors[i].size();
+    std::memcpy(out, last.space, sizeof last.space);
+    std::memcpy(out + (kMaxSpaces + 1) * kSpaceFields, last.scalar, sizeof last.scalar);
+}
 
 // Adds a worker's counts to `last`.
 void launch_end(State* s) {
@@ -361,7 +368,7 @@ LLMC_TSAN_ATOMIC(64, unsigned long long)
 void __tsan_atomic_thread_fence(int) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 void __tsan_atomic_signal_fence(int) { __atomic_signal_fence(__ATOMIC_SEQ_CST); }
 
-// Python reads the last profiled launch: field names, then the counters of each space.
+// The names of the counters, in the order copy_last writes them, so that Python needs no copy of the list.
 int cuemu_profile_fields(const char** space_names, const char** scalar_names, int* max_spaces) {
     for (int i = 0; i < cuemu_prof::kSpaceFields; i++) space_names[i] = cuemu_prof::space_names[i];
     for (int i = 0; i < cuemu_prof::kScalarFields; i++) scalar_names[i] = cuemu_prof::scalar_names[i];
@@ -369,11 +376,4 @@ int cuemu_profile_fields(const char** space_names, const char** scalar_names, in
     return cuemu_prof::kSpaceFields * 1000 + cuemu_prof::kScalarFields;
 }
 
-// out: (kMaxSpaces + 1) * kSpaceFields space counters (the last row is shared memory), then the scalars.
-void cuemu_profile_read(unsigned long long* out) {
-    cuemu_prof::Totals& t = cuemu_prof::last;
-    for (int i = 0; i < cuemu_prof::kMaxSpaces; i++) t.space[i][cuemu_prof::F_unique_sectors] = t.sectors[i].size();
-    std::memcpy(out, t.space, sizeof t.space);
-    std::memcpy(out + (cuemu_prof::kMaxSpaces + 1) * cuemu_prof::kSpaceFields, t.scalar, sizeof t.scalar);
-}
 }  // extern "C"

@@ -150,6 +150,7 @@ struct Launch {
     int profile;
     const unsigned long long* ranges;  // (start, bytes) of each array argument, for the profiler
     int nranges;
+    unsigned long long* profile_out;   // where the counts go (cuemu_profile_fields says the layout)
     unsigned long long nblocks;
     std::atomic<unsigned long long> next_block{0};
     std::atomic<bool> abort{false};
@@ -927,6 +928,7 @@ struct cuemu_launch_config {
     int profile;                       // count memory requests etc. (a module built for profiling)
     const unsigned long long* ranges;  // (start, bytes) of each array argument
     int nranges;
+    unsigned long long* profile_out;   // filled with the counts when the launch ends
 };
 
 int cuemu_runtime_abi(void) { return 1; }
@@ -957,6 +959,7 @@ int cuemu_launch(void (*fn)(void**), void** args, const cuemu_launch_config* cfg
     L.profile = cfg->profile;
     L.ranges = cfg->ranges;
     L.nranges = cfg->nranges;
+    L.profile_out = cfg->profile_out;
     if (L.profile) cuemu_prof::launch_reset();
     L.nblocks = (unsigned long long)L.grid[0] * L.grid[1] * L.grid[2];
 
@@ -1000,6 +1003,7 @@ int cuemu_launch(void (*fn)(void**), void** args, const cuemu_launch_config* cfg
     } else {
         sigaltstack(&previous, nullptr);
     }
+    if (L.profile) cuemu_prof::copy_last(L.profile_out);  // still under the launch mutex
     last_error = L.err;
     return L.err_code;
 }
