@@ -294,7 +294,8 @@ class EmulatedModule:
         if self._profile_lib is None:
             flags = [f for f in COMPILE_FLAGS if f not in ("-O3", "-shared")] + PROFILE_FLAGS + self._flags
             link = ["-shared", "-fPIC"] + [f for f in COMPILE_FLAGS if f.startswith("-Wl,")]
-            path, _ = _cached_build(self._text, flags, "prof", link)
+            path, _ = _cached_build(self._text, flags, "prof", link,
+                                    "the kernel source built for counting (-fsanitize=thread -fsanitize-coverage=trace-pc)")
             self._profile_lib = ctypes.CDLL(str(path))
         return self._profile_lib
 
@@ -352,7 +353,8 @@ class EmulatedModule:
                 ctypes.memmove(addr, prof_addr, size)
 
 
-def _cached_build(text: str, flags: list[str], prefix: str, link_flags: list[str] | None = None):
+def _cached_build(text: str, flags: list[str], prefix: str, link_flags: list[str] | None = None,
+                  what: str = "the kernel source"):
     """(path, seconds spent compiling, or None if it was cached) of the library built from `text`."""
     key = hashlib.sha256("\n".join([header_hash(), compiler_id(), " ".join(flags), " ".join(link_flags or ()),
                                      text]).encode()).hexdigest()
@@ -361,7 +363,7 @@ def _cached_build(text: str, flags: list[str], prefix: str, link_flags: list[str
     if path is not None:
         return path, None
     path = cache_dir() / name
-    return path, _build(text, path, flags, "the kernel source", link_flags)
+    return path, _build(text, path, flags, what, link_flags)
 
 
 def _syntax_check(code: str) -> None:
