@@ -113,6 +113,18 @@ def test_warp_operations_and_divergence(mod):
     assert split["divergent_branches"] == 2 and split["divergent_blocks"] > 0 and split["lane_efficiency"] < 0.75
 
 
+def test_a_failed_profiled_launch_leaves_nothing_behind(mod):
+    k = mod.get_function("copy_strided")
+    n = 64 * N   # enough blocks that every OS thread of the pool runs some
+    big_x, big_y = cp.asarray(np.ones(n, dtype=np.float32)), cp.zeros(n, cp.float32)
+    for _ in range(3):
+        x, y = cp.asarray(np.arange(2 * N, dtype=np.float32)), cp.zeros(N, cp.float32)   # y: exactly one page
+        with pytest.raises(emulator.IllegalAddressError):   # thread N loads x[N], then faults storing y[N]
+            k((2 * N // 256,), (256,), (y, x, np.int32(2 * N), np.int32(1)), profile=True)
+        prof = k((n // 256,), (256,), (big_y, big_x, np.int32(n), np.int32(1)), profile=True)
+        assert prof["arrays"]["in"]["load_requests"] == n // 32
+
+
 def test_counter_paths_name_what_is_missing(mod):
     prof = copy(mod, 1)
     assert profile.counter(prof, "arrays.in.load_sectors") == 128

@@ -271,6 +271,9 @@ State* launch_begin(State* s, const unsigned long long* ranges, int n, uintptr_t
     s->shared_lo = shared_lo;
     s->shared_hi = shared_hi;
     s->totals.clear();
+    s->sites.clear();     // a launch that failed mid-block leaves its requests behind
+    s->groups.clear();
+    s->branches.clear();
     tls_state = s;
     return s;
 }
