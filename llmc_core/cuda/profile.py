@@ -66,10 +66,10 @@ def _fields(lib) -> tuple[list[str], list[str], int]:
     if key not in _fields_cache:
         space = (ctypes.c_char_p * 64)()
         scalar = (ctypes.c_char_p * 64)()
-        max_spaces = ctypes.c_int()
-        code = lib.cuemu_profile_fields(space, scalar, ctypes.byref(max_spaces))
-        ns, nc = divmod(code, 1000)
-        _fields_cache[key] = ([s.decode() for s in space[:ns]], [s.decode() for s in scalar[:nc]], max_spaces.value)
+        sizes = (ctypes.c_int * 3)()
+        lib.cuemu_profile_fields(space, scalar, sizes)
+        ns, nc, max_spaces = sizes
+        _fields_cache[key] = ([s.decode() for s in space[:ns]], [s.decode() for s in scalar[:nc]], max_spaces)
     return _fields_cache[key]
 
 

@@ -34,6 +34,7 @@ namespace cuemu_prof {
 #define LLMC_ENUM(name) F_##name,
 enum SpaceField { LLMC_SPACE_FIELDS(LLMC_ENUM) kSpaceFields };
 enum ScalarField { LLMC_SCALAR_FIELDS(LLMC_ENUM) kScalarFields };
+static_assert(kSpaceFields <= 64 && kScalarFields <= 64, "cuemu_profile_fields hands out at most 64 names of each");
 #undef LLMC_ENUM
 #define LLMC_NAME(name) #name,
 const char* space_names[] = {LLMC_SPACE_FIELDS(LLMC_NAME)};
@@ -372,11 +373,13 @@ void __tsan_atomic_thread_fence(int) { __atomic_thread_fence(__ATOMIC_SEQ_CST); 
 void __tsan_atomic_signal_fence(int) { __atomic_signal_fence(__ATOMIC_SEQ_CST); }
 
 // The names of the counters, in the order copy_last writes them, so that Python needs no copy of the list.
-int cuemu_profile_fields(const char** space_names, const char** scalar_names, int* max_spaces) {
+// sizes: the number of space fields, of scalar fields, and kMaxSpaces; the name arrays hold 64 each.
+void cuemu_profile_fields(const char** space_names, const char** scalar_names, int* sizes) {
     for (int i = 0; i < cuemu_prof::kSpaceFields; i++) space_names[i] = cuemu_prof::space_names[i];
     for (int i = 0; i < cuemu_prof::kScalarFields; i++) scalar_names[i] = cuemu_prof::scalar_names[i];
-    *max_spaces = cuemu_prof::kMaxSpaces;
-    return cuemu_prof::kSpaceFields * 1000 + cuemu_prof::kScalarFields;
+    sizes[0] = cuemu_prof::kSpaceFields;
+    sizes[1] = cuemu_prof::kScalarFields;
+    sizes[2] = cuemu_prof::kMaxSpaces;
 }
 
 }  // extern "C"
