@@ -1,5 +1,7 @@
 """Constructs of real-world CUDA (llm.c's dev/cuda style, compiled there by nvcc) on the CPU backend:
 128-bit packed loads through device memcpy, assert(), NULL, int64_t/uintptr_t, bf16 intrinsics."""
+import sys
+
 import numpy as np
 import pytest
 
@@ -122,12 +124,20 @@ extern "C" __global__ void clear_rows(float* x, int cols, int keep) {
 """
 
 
-def test_device_memset_with_a_runtime_size():
+@pytest.mark.parametrize("profiled", [False, True], ids=["plain", "profiled"])
+def test_device_memset_with_a_runtime_size(profiled):
+    if profiled and not sys.platform.startswith("linux"):
+        pytest.skip("memset calls are counted through GNU ld's --wrap")
     x = cp.ones((3, 16), cp.float32)
-    cp.RawModule(code=MEMSET).get_function("clear_rows")((3,), (1,), (x, np.int32(16), np.int32(5)))
+    prof = cp.RawModule(code=MEMSET).get_function("clear_rows")((3,), (1,), (x, np.int32(16), np.int32(5)),
+                                                                 profile=profiled)
     want = np.ones((3, 16), np.float32)
     want[:, 5:] = 0
     np.testing.assert_array_equal(cp.asnumpy(x), want)
+    if profiled:
+        # per row: 44 bytes cleared as 16 + 16 + 12 (one request each), then one 4-byte `+=` store
+        x_counts = prof["arrays"]["x"]
+        assert (x_counts["store_requests"], x_counts["store_bytes"]) == (3 * 4, 3 * (44 + 4))
 
 
 OFF_BY_ONE = r"""

@@ -43,6 +43,9 @@ if sys.platform == "darwin":
 # linked without the sanitizer's own library.  No vectorising: a GPU thread makes scalar accesses.
 PROFILE_FLAGS = ["-O2", "-fno-tree-vectorize", "-fno-tree-slp-vectorize", "-fno-tree-loop-distribute-patterns",
                  "-fsanitize=thread", "-fsanitize-coverage=trace-pc", "-DLLMC_CUEMU_PROFILE=1"]
+# memcpy/memset calls of a size known only at run time go to the runtime's counting versions
+# (GNU ld's --wrap; elsewhere such calls are not counted).
+PROFILE_LINK_FLAGS = ["-Wl,--wrap=memcpy", "-Wl,--wrap=memset"] if sys.platform.startswith("linux") else []
 
 
 def cache_dir() -> Path:
@@ -293,7 +296,7 @@ class EmulatedModule:
         """The build of this source that counts memory accesses (made on first use)."""
         if self._profile_lib is None:
             flags = [f for f in COMPILE_FLAGS if f not in ("-O3", "-shared")] + PROFILE_FLAGS + self._flags
-            link = ["-shared", "-fPIC"] + [f for f in COMPILE_FLAGS if f.startswith("-Wl,")]
+            link = ["-shared", "-fPIC"] + [f for f in COMPILE_FLAGS if f.startswith("-Wl,")] + PROFILE_LINK_FLAGS
             path, _ = _cached_build(self._text, flags, "prof", link,
                                     "the kernel source built for counting (-fsanitize=thread -fsanitize-coverage=trace-pc)")
             self._profile_lib = ctypes.CDLL(str(path))

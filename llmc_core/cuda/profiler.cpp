@@ -147,6 +147,14 @@ inline void record(void* p, unsigned size, int kind, void* pc) {
     g.space[lane] = int8_t(space == kMaxSpaces ? -2 : space);
 }
 
+// A range of more than 16 bytes (a memcpy, memset) as the GPU would move it: 16 bytes per lane and
+// request, the k-th chunk of every lane forming the k-th request.
+inline void record_range(const void* p, unsigned long n, int kind, void* pc) {
+    const char* c = static_cast<const char*>(p);
+    for (unsigned long off = 0; off < n; off += 16)
+        record(const_cast<char*>(c + off), unsigned(n - off < 16 ? n - off : 16), kind, pc);
+}
+
 // Distinct values among the first n of v (sorted in place).
 inline int distinct(uint64_t* v, int n) {
     std::sort(v, v + n);
@@ -338,8 +346,8 @@ extern "C" {
     void __tsan_unaligned_write##n(void* p) { cuemu_prof::record(p, n, cuemu_prof::STORE, __builtin_return_address(0)); }
 LLMC_TSAN_RW(1) LLMC_TSAN_RW(2) LLMC_TSAN_RW(4) LLMC_TSAN_RW(8) LLMC_TSAN_RW(16)
 #undef LLMC_TSAN_RW
-void __tsan_read_range(void* p, unsigned long n) { cuemu_prof::record(p, unsigned(n), cuemu_prof::LOAD, __builtin_return_address(0)); }
-void __tsan_write_range(void* p, unsigned long n) { cuemu_prof::record(p, unsigned(n), cuemu_prof::STORE, __builtin_return_address(0)); }
+void __tsan_read_range(void* p, unsigned long n) { cuemu_prof::record_range(p, n, cuemu_prof::LOAD, __builtin_return_address(0)); }
+void __tsan_write_range(void* p, unsigned long n) { cuemu_prof::record_range(p, n, cuemu_prof::STORE, __builtin_return_address(0)); }
 void __tsan_func_entry(void*) {}
 void __tsan_func_exit(void) {}
 void __tsan_init(void) {}
@@ -349,6 +357,16 @@ void __sanitizer_cov_trace_pc(void) { cuemu_prof::record_block(__builtin_return_
 // An atomic function of emulation.h reports itself once (its compare-and-swap retries are not
 // requests); the sanitizer's atomic hooks below only do the operation.
 void cuemu_prof_atomic(void* p, unsigned size) { cuemu_prof::record(p, size, cuemu_prof::ATOMIC, __builtin_return_address(0)); }
+// A profiled module's own memcpy/memset calls (linked with --wrap).
+void* __wrap_memcpy(void* dst, const void* src, unsigned long n) {
+    cuemu_prof::record_range(src, n, cuemu_prof::LOAD, __builtin_return_address(0));
+    cuemu_prof::record_range(dst, n, cuemu_prof::STORE, __builtin_return_address(0));
+    return std::memcpy(dst, src, n);
+}
+void* __wrap_memset(void* dst, int value, unsigned long n) {
+    cuemu_prof::record_range(dst, n, cuemu_prof::STORE, __builtin_return_address(0));
+    return std::memset(dst, value, n);
+}
 
 #define LLMC_TSAN_ATOMIC(n, T) \
     T __tsan_atomic##n##_load(const volatile T* a, int) { return __atomic_load_n(a, __ATOMIC_SEQ_CST); } \
