@@ -118,7 +118,7 @@ def render_table(profiles, devices=("H100", "RTX 4090"), flops=None, names=None)
     flops = flops or [None] * len(profiles)
     names = names or [p["kernel"] for p in profiles]
     head = ["kernel", "global bytes moved", "coalescing", "bank conflicts", "barriers"]
-    head += [f"{device(d).name.split()[0] if d != 'RTX 4090' else d} (bound)" for d in devices]
+    head += [f"{d if isinstance(d, str) else d.name} (bound)" for d in devices]
     rows = [head, ["---"] * len(head)]
     for name, prof, f in zip(names, profiles, flops):
         eff = prof["global"]["efficiency"]
