@@ -4,7 +4,8 @@
 
 Each kernel is checked against numpy in the same run, and numpy's time is the named peer for
 the ratios.  Targets (2 cores): barrier <= 50 ns per thread, layernorm (B*T=64, C=768) <= 2 ms,
-matmul 512^3 <= 150 ms, cold compile <= 1 s, warm load <= 20 ms.
+matmul 512^3 <= 150 ms, cold compile <= 1 s, warm load <= 20 ms; performance counters cost nothing
+when off (a plain launch runs a build without counting code) and are timed when on.
 Kernel timings print wall time (best of --repeat) and the CPU time of all threads for that
 run: on a machine shared with other work, CPU time / threads estimates the wall time on an idle one.
 """
@@ -88,7 +89,9 @@ def bench_layernorm(repeat):
     err = np.abs(cp.asnumpy(out) - layernorm_numpy(x.astype(np.float64), w, b)).max()
     t = best_of(lambda: k(grid, (threads,), args), repeat)
     t_np = best_of(lambda: layernorm_numpy(x, w, b), repeat)[0]
-    return t, t_np, err
+    k(grid, (threads,), args, profile=True)   # builds the counting version once
+    t_prof = best_of(lambda: k(grid, (threads,), args, profile=True), repeat)
+    return t, t_np, err, t_prof
 
 
 def bench_matmul(repeat):
@@ -133,7 +136,8 @@ def main():
     p.add_argument("--repeat", type=int, default=5, help="runs per measurement; the best is reported")
     args = p.parse_args()
     workers = os.environ.get("LLMC_CUDA_THREADS") or os.cpu_count()
-    print(f"CPU CUDA emulator, {workers} OS threads for blocks, {os.cpu_count()} cores visible")
+    print(f"CPU CUDA emulator, {workers} OS threads for blocks, {os.cpu_count()} cores visible, "
+          f"load average {os.getloadavg()[0]:.2f}")
 
     cold, runtime_load, warm = bench_compile()
     print(f"compile, cold (layernorm module, g++ -O3): {cold * 1e3:8.1f} ms   target <= 1000 ms")
@@ -144,9 +148,11 @@ def main():
         print(f"barrier round trip, block of {threads:4d}:       {ns:8.1f} ns/thread   target <= 50 ns   "
               f"(cpu {cpu_ns:.1f} ns)")
 
-    (t, c), t_np, err = bench_layernorm(args.repeat)
+    (t, c), t_np, err, (tp, cp_) = bench_layernorm(args.repeat)
     print(f"layernorm fwd, warp per row, (64, 768):      {t * 1e3:8.2f} ms   target <= 2 ms     "
           f"(cpu {c * 1e3:.2f} ms); numpy {t_np * 1e3:.2f} ms, ratio {t / t_np:.1f}x; max |err| {err:.1e}")
+    print(f"  the same with counters on (profile=True):  {tp * 1e3:8.2f} ms   (cpu {cp_ * 1e3:.2f} ms), "
+          f"{cp_ / c:.0f}x the plain launch's CPU time")
 
     rows, t_np = bench_matmul(args.repeat)
     for r, (t, c), err in rows:

@@ -77,14 +77,24 @@ def backend_report() -> str:
 
 def __getattr__(name):
     # Emulator-only tools, imported lazily so that the cupy backend never builds the runtime.
-    if name in ("race_exposure", "CudaEmulatorError", "KernelDeadlockError", "DivergentBarrierError",
-                "IllegalAddressError", "CompileError"):
+    if name in ("CudaEmulatorError", "KernelDeadlockError", "DivergentBarrierError", "IllegalAddressError",
+                "CompileError"):
+        from . import errors
+        return getattr(errors, name)
+    if name == "profiling":
+        from . import profile
+        return profile.profiling
+    if name == "profile_launch":
+        from . import probing
+        return probing.profile_launch
+    if name == "race_exposure":
         from . import emulator
-        return getattr(emulator, name)
-    if name in ("compile_check", "nvrtc_available", "NvrtcUnavailable"):
+        return emulator.race_exposure
+    if name in ("compile_check", "nvrtc_available", "NvrtcUnavailable", "kernel_registers"):
         from . import nvrtc_check
         return getattr(nvrtc_check, name)
     raise AttributeError(f"module 'llmc_core.cuda' has no attribute {name!r}")
 
 
-__all__ = ["cp", "backend_name", "backend_reason", "backend_report", "race_exposure", "compile_check"]
+__all__ = ["cp", "backend_name", "backend_reason", "backend_report", "race_exposure", "compile_check", "profiling",
+           "profile_launch"]

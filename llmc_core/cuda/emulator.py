@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,13 +21,14 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-
-from . import memory, source as source_mod
+from . import arguments, memory, profile as profile_mod, source as source_mod
+from .errors import (CompileError, CudaEmulatorError, DivergentBarrierError, IllegalAddressError,  # noqa: F401
+                     KernelDeadlockError, raise_for)
 
 HERE = Path(__file__).resolve().parent
 INCLUDE_DIR = HERE / "include"
 RUNTIME_SRC = HERE / "runtime.cpp"
+PROFILER_SRC = HERE / "profiler.cpp"
 EMULATOR_VERSION = "1"
 KERNEL_FILE = "kernel.cu"          # the file name compile errors and diagnostics use
 STATIC_SHARED_LIMIT = 48 * 1024    # bytes of static __shared__ per block, as on every NVIDIA GPU
@@ -36,30 +38,14 @@ COMPILE_FLAGS = ["-std=c++17", "-O3", "-fPIC", "-shared", "-fno-strict-aliasing"
 if sys.platform == "darwin":
     # kernel modules call into the runtime library, which is already loaded when they are
     COMPILE_FLAGS.append("-Wl,-undefined,dynamic_lookup")
-
-
-class CudaEmulatorError(RuntimeError):
-    """A kernel failed in the CPU emulator in a way that a GPU would fail (or misbehave)."""
-
-
-class KernelDeadlockError(CudaEmulatorError):
-    """No thread of a block can continue: a GPU would hang."""
-
-
-class DivergentBarrierError(CudaEmulatorError):
-    """Threads of one block wait at different __syncthreads() calls."""
-
-
-class IllegalAddressError(CudaEmulatorError):
-    """The kernel touched memory it does not own (cudaErrorIllegalAddress on a GPU)."""
-
-
-class CompileError(RuntimeError):
-    """The kernel source does not compile; the message quotes the compiler at the learner's lines."""
-
-
-ERRORS = {1: KernelDeadlockError, 2: DivergentBarrierError, 3: IllegalAddressError, 4: CudaEmulatorError,
-          5: CudaEmulatorError, 6: CudaEmulatorError}
+# A build for profiling: every memory access calls __tsan_readN/__tsan_writeN and every basic
+# block __sanitizer_cov_trace_pc, which the runtime (profiler.cpp) implements; the object is
+# linked without the sanitizer's own library.  No vectorising: a GPU thread makes scalar accesses.
+PROFILE_FLAGS = ["-O2", "-fno-tree-vectorize", "-fno-tree-slp-vectorize", "-fno-tree-loop-distribute-patterns",
+                 "-fsanitize=thread", "-fsanitize-coverage=trace-pc", "-DLLMC_CUEMU_PROFILE=1"]
+# memcpy/memset calls of a size known only at run time go to the runtime's counting versions
+# (GNU ld's --wrap; elsewhere such calls are not counted).
+PROFILE_LINK_FLAGS = ["-Wl,--wrap=memcpy", "-Wl,--wrap=memset"] if sys.platform.startswith("linux") else []
 
 
 def cache_dir() -> Path:
@@ -114,25 +100,34 @@ def compiler_id() -> str:
 
 def header_hash() -> str:
     h = hashlib.sha256(EMULATOR_VERSION.encode())
-    for p in sorted(INCLUDE_DIR.rglob("*.h")):
+    for p in sorted(f for f in INCLUDE_DIR.rglob("*") if f.is_file()):
         h.update(str(p.relative_to(INCLUDE_DIR)).encode())
         h.update(p.read_bytes())
     return h.hexdigest()
 
 
-def _build(source_text: str, out: Path, flags: list[str], what: str) -> float:
-    """Compile `source_text` into the shared library `out` (atomically); returns seconds taken."""
+def _build(source_text: str, out: Path, flags: list[str], what: str, link_flags: list[str] | None = None) -> float:
+    """Compile `source_text` into the shared library `out` (atomically); returns seconds taken.
+    With `link_flags`, compile an object with `flags` first, then link it with `link_flags`."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_src = tempfile.mkstemp(suffix=".cpp", dir=out.parent)
     with os.fdopen(fd, "w") as f:
         f.write(source_text)
     tmp_out = str(out) + f".{os.getpid()}.{threading.get_ident()}.tmp"
-    cmd = [compiler(), *flags, tmp_src, "-o", tmp_out]
+    tmp_obj = tmp_out + ".o"
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if link_flags is None:
+            proc = subprocess.run([compiler(), *flags, tmp_src, "-o", tmp_out], capture_output=True, text=True)
+        else:
+            proc = subprocess.run([compiler(), *flags, "-c", tmp_src, "-o", tmp_obj], capture_output=True, text=True)
+            if proc.returncode == 0:
+                proc = subprocess.run([compiler(), *link_flags, tmp_obj, "-o", tmp_out], capture_output=True,
+                                      text=True)
     finally:
         os.unlink(tmp_src)
+        if os.path.exists(tmp_obj):
+            os.unlink(tmp_obj)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         if os.path.exists(tmp_out):
@@ -152,7 +147,17 @@ def format_compiler_errors(stderr: str, source_text: str, what: str) -> str:
     msg += keep[:30]
     if len(keep) > 30:
         msg.append(f"... and {len(keep) - 30} more")
+    msg += [hint for needle, hint in UNSUPPORTED_HINTS if needle in stderr]
     return "\n".join(msg)
+
+
+# Compiler messages about things a GPU compiler accepts and the emulator cannot run, and why.
+UNSUPPORTED_HINTS = [
+    ("Assembler messages", "The source has inline PTX (asm(...)): that is GPU machine code, which the CPU "
+                           "emulator cannot run. Write the operation in CUDA C (or an intrinsic) instead."),
+    ("cuda_fp16.h: No such file", "The CPU emulator has no __half (cuda_fp16.h); use float or __nv_bfloat16 "
+                                  "(cuda_bf16.h)."),
+]
 
 
 _runtime_lib = None
@@ -168,7 +173,8 @@ def runtime_library() -> ctypes.CDLL:
         flags = [f for f in COMPILE_FLAGS if f != "-fvisibility=hidden"] + [f"-I{INCLUDE_DIR}", "-pthread"]
         if os.environ.get("LLMC_CUDA_FIBERS", "").lower() == "ucontext":
             flags.append("-DLLMC_CUEMU_UCONTEXT=1")
-        text = RUNTIME_SRC.read_text()
+        text = (f'#line 1 "{PROFILER_SRC.name}"\n' + PROFILER_SRC.read_text()
+                + f'\n#line 1 "{RUNTIME_SRC.name}"\n' + RUNTIME_SRC.read_text())
         key = hashlib.sha256("\n".join([header_hash(), compiler_id(), " ".join(flags), text]).encode()).hexdigest()
         name = f"libllmc_cuemu-{key[:24]}.so"
         path = cached_library(name)
@@ -182,6 +188,7 @@ def runtime_library() -> ctypes.CDLL:
         lib.cuemu_take_output.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
         lib.cuemu_take_output.restype = ctypes.c_ulong
         lib.cuemu_set_workers.argtypes = [ctypes.c_int]
+        lib.cuemu_profile_fields.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
         workers = os.environ.get("LLMC_CUDA_THREADS")
         if workers:
             if not workers.isdigit() or int(workers) < 1:
@@ -193,7 +200,9 @@ def runtime_library() -> ctypes.CDLL:
 
 class LaunchConfig(ctypes.Structure):
     _fields_ = [("grid", ctypes.c_uint * 3), ("block", ctypes.c_uint * 3), ("shmem", ctypes.c_ulong),
-                ("static_limit", ctypes.c_ulong), ("fibers", ctypes.c_int), ("race_seed", ctypes.c_ulonglong)]
+                ("static_limit", ctypes.c_ulong), ("fibers", ctypes.c_int), ("race_seed", ctypes.c_ulonglong),
+                ("profile", ctypes.c_int), ("ranges", ctypes.c_void_p), ("nranges", ctypes.c_int),
+                ("profile_out", ctypes.c_void_p)]
 
 
 # ---------------------------------------------------------------- race exposure
@@ -224,8 +233,6 @@ def race_exposure(seed: int = 1):
 
 
 # ---------------------------------------------------------------- modules
-KIND_POINTER, KIND_FLOAT, KIND_SIGNED, KIND_UNSIGNED, KIND_BOOL, KIND_VOID = 1, 2, 3, 4, 5, 6
-
 
 class EmulatedModule:
     """One compiled CUDA source: its kernels (by name or name expression) and globals."""
@@ -276,18 +283,24 @@ class EmulatedModule:
         launchers.append("}")
         text = f'#line 1 "{KERNEL_FILE}"\n' + parsed.text + "\n" + "\n".join(launchers) + "\n"
         extra = os.environ.get("LLMC_CUDA_CXXFLAGS", "").split()
-        flags = [*COMPILE_FLAGS, *extra, f"-I{INCLUDE_DIR}", "-include", "emulation.h", *defines, "-x", "c++"]
-        key = hashlib.sha256("\n".join([header_hash(), compiler_id(), " ".join(flags), text]).encode()).hexdigest()
-        name = f"mod-{key[:32]}.so"
-        path = cached_library(name)
-        self.from_cache = path is not None
-        self.compile_seconds = 0.0
-        if path is None:
-            path = cache_dir() / name
-            self.compile_seconds = _build(text, path, flags, "the kernel source")
+        self._text = text
+        self._flags = [*extra, f"-I{INCLUDE_DIR}", "-include", "emulation.h", *defines, "-x", "c++"]
+        path, seconds = _cached_build(text, [*COMPILE_FLAGS, *self._flags], "mod")
+        self.from_cache, self.compile_seconds = seconds is None, seconds or 0.0
         self.cache_path = path
         self.lib = ctypes.CDLL(str(path))
+        self._profile_lib = None
         self._signatures = {}
+
+    def profile_library(self) -> ctypes.CDLL:
+        """The build of this source that counts memory accesses (made on first use)."""
+        if self._profile_lib is None:
+            flags = [f for f in COMPILE_FLAGS if f not in ("-O3", "-shared")] + PROFILE_FLAGS + self._flags
+            link = ["-shared", "-fPIC"] + [f for f in COMPILE_FLAGS if f.startswith("-Wl,")] + PROFILE_LINK_FLAGS
+            path, _ = _cached_build(self._text, flags, "prof", link,
+                                    "the kernel source built for counting (-fsanitize=thread -fsanitize-coverage=trace-pc)")
+            self._profile_lib = ctypes.CDLL(str(path))
+        return self._profile_lib
 
     def target(self, name: str):
         for i, (expr, kernel) in enumerate(self.targets):
@@ -311,19 +324,49 @@ class EmulatedModule:
             self._signatures[index] = [tuple(out[4 * i:4 * i + 4]) for i in range(n)]
         return self._signatures[index]
 
-    def thread_function(self, index: int) -> int:
-        return ctypes.cast(getattr(self.lib, f"cuemu_thread_{index}"), ctypes.c_void_p).value
+    def thread_function(self, index: int, profiled: bool = False) -> int:
+        lib = self.profile_library() if profiled else self.lib
+        return ctypes.cast(getattr(lib, f"cuemu_thread_{index}"), ctypes.c_void_p).value
 
-    def global_address(self, name: str) -> tuple[int, int]:
+    def global_address(self, name: str, profiled: bool = False) -> tuple[int, int]:
+        """(address, bytes) of a file-scope __device__/__constant__ variable, in the normal build or
+        the profiling one (each has its own copy; see profiled_globals)."""
         if name not in self.global_names:
             known = ", ".join(self.global_names) or "none"
             raise ValueError(f"no __device__ or __constant__ variable named {name!r} at file scope "
                              f"(CUDA_ERROR_NOT_FOUND); globals: {known}")
-        fn = getattr(self.lib, f"cuemu_global_{self.global_names.index(name)}")
+        lib = self.profile_library() if profiled else self.lib
+        fn = getattr(lib, f"cuemu_global_{self.global_names.index(name)}")
         fn.restype = ctypes.c_void_p
         size = ctypes.c_ulong()
         addr = fn(ctypes.byref(size))
         return addr, size.value
+
+    @contextmanager
+    def profiled_globals(self):
+        """Give the profiling build the globals' current values for a launch, and take back what
+        the kernel wrote to them, so that get_global() sees one variable."""
+        pairs = [(self.global_address(n), self.global_address(n, profiled=True)[0]) for n in self.global_names]
+        for (addr, size), prof_addr in pairs:
+            ctypes.memmove(prof_addr, addr, size)
+        try:
+            yield [(n, prof_addr, size) for n, ((_, size), prof_addr) in zip(self.global_names, pairs)]
+        finally:
+            for (addr, size), prof_addr in pairs:
+                ctypes.memmove(addr, prof_addr, size)
+
+
+def _cached_build(text: str, flags: list[str], prefix: str, link_flags: list[str] | None = None,
+                  what: str = "the kernel source"):
+    """(path, seconds spent compiling, or None if it was cached) of the library built from `text`."""
+    key = hashlib.sha256("\n".join([header_hash(), compiler_id(), " ".join(flags), " ".join(link_flags or ()),
+                                     text]).encode()).hexdigest()
+    name = f"{prefix}-{key[:32]}.so"
+    path = cached_library(name)
+    if path is not None:
+        return path, None
+    path = cache_dir() / name
+    return path, _build(text, path, flags, what, link_flags)
 
 
 def _syntax_check(code: str) -> None:
@@ -349,170 +392,59 @@ def load_module(code: str, options=(), name_expressions=None) -> EmulatedModule:
         return mod
 
 
-# ---------------------------------------------------------------- argument checks
-def _param_desc(kernel, i, desc):
-    p = kernel.params[i] if i < len(kernel.params) else source_mod.Param(f"arg{i}", "?")
-    return f"argument {i} (`{p.type} {p.name}`)"
-
-
-_CUPY_PASSES = ("On a GPU, CuPy passes a Python float as an 8-byte double and a Python int as an 8-byte "
-                "long long")
-
-
-def _scalar_bytes(kernel, i, desc, value) -> bytes:
-    kind, size = desc[0], desc[1]
-    what = _param_desc(kernel, i, desc)
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value[()]
-    if isinstance(value, (np.generic,)):
-        dt = value.dtype
-        if kind == KIND_FLOAT and (dt.kind != "f" or dt.itemsize != size):
-            raise TypeError(f"{what} is a {size}-byte floating-point parameter but got numpy.{dt.name}: the GPU "
-                            f"would read its {dt.itemsize} bytes as the float's bits"
-                            + (" and shift every later argument" if dt.itemsize != size else "")
-                            + f". Pass numpy.float{8 * size}(x).")
-        if kind in (KIND_SIGNED, KIND_UNSIGNED) and (dt.kind not in "iu" or dt.itemsize != size):
-            raise TypeError(f"{what} is a {size}-byte integer parameter but got numpy.{dt.name}: the GPU "
-                            f"would read {dt.itemsize} bytes as the integer's bits"
-                            + (" and shift every later argument" if dt.itemsize != size else "")
-                            + f". Pass numpy.int{8 * size}(n).")
-        if kind == KIND_BOOL and dt.kind != "b":
-            raise TypeError(f"{what} is a bool parameter but got numpy.{dt.name}; pass numpy.bool_(b) or a Python bool")
-        if dt.itemsize != size:
-            raise TypeError(f"{what} takes {size} bytes but got numpy.{dt.name} of {dt.itemsize} bytes: every "
-                            "later argument would be shifted")
-        return np.asarray(value).tobytes()
-    if isinstance(value, bool):
-        if kind == KIND_BOOL:
-            return bytes([int(value)])
-        raise TypeError(f"{what} got a Python bool; {_CUPY_PASSES} and a bool as 1 byte, so the kernel would "
-                        f"read garbage. Pass a numpy scalar of the parameter's type.")
-    if isinstance(value, float):
-        if kind == KIND_FLOAT and size == 8:
-            return np.float64(value).tobytes()
-        hint = "numpy.float32(x)" if kind == KIND_FLOAT and size == 4 else "a numpy scalar of the parameter's type"
-        raise TypeError(f"{what} got a Python float. {_CUPY_PASSES}, so this {size}-byte parameter would read "
-                        f"half of a double and every later argument would be shifted by {8 - size} bytes; "
-                        f"a GPU would not complain. Pass {hint}.")
-    if isinstance(value, int):
-        if kind in (KIND_SIGNED, KIND_UNSIGNED) and size == 8:
-            lo, hi = (-(2 ** 63), 2 ** 63 - 1) if kind == KIND_SIGNED else (0, 2 ** 64 - 1)
-            if not lo <= value <= hi:
-                raise ValueError(f"{what}: {value} does not fit in 8 bytes")
-            return value.to_bytes(8, "little", signed=kind == KIND_SIGNED)
-        hint = {4: "numpy.int32(n)", 2: "numpy.int16(n)", 1: "numpy.int8(n)"}.get(size, "numpy.float32(x)")
-        if kind == KIND_FLOAT:
-            hint = "numpy.float32(x)" if size == 4 else "float(x)"
-        raise TypeError(f"{what} got a Python int. {_CUPY_PASSES}, so this {size}-byte parameter would "
-                        + ("read the low bytes and every later argument would be shifted by "
-                           f"{8 - size} bytes" if kind != KIND_FLOAT else "read the integer's bits as a float")
-                        + f"; a GPU would not complain. Pass {hint}.")
-    if isinstance(value, np.ndarray):
-        raise TypeError(f"{what} is a scalar parameter but got an array of shape {value.shape}; pass one value "
-                        "(e.g. numpy.float32(x))")
-    raise TypeError(f"{what}: cannot pass a {type(value).__name__} to a CUDA kernel; pass an array or a numpy scalar")
-
-
-def _pointer_value(kernel, i, desc, value, guards) -> int:
-    what = _param_desc(kernel, i, desc)
-    pkind, psize = desc[2], desc[3]
-    if value is None:
-        return 0
-    if isinstance(value, np.ndarray):
-        if not value.flags.c_contiguous:
-            raise ValueError(f"{what} got a non-contiguous array (strides {value.strides}): the kernel receives "
-                             "only a pointer and would walk memory as if the array were C-contiguous. Pass "
-                             "cp.ascontiguousarray(x).")
-        dt = value.dtype
-        wanted = {(KIND_FLOAT, 4): "float32", (KIND_FLOAT, 8): "float64", (KIND_SIGNED, 4): "int32",
-                  (KIND_UNSIGNED, 4): "uint32", (KIND_SIGNED, 8): "int64", (KIND_UNSIGNED, 8): "uint64",
-                  (KIND_SIGNED, 2): "int16", (KIND_UNSIGNED, 2): "uint16", (KIND_SIGNED, 1): "int8",
-                  (KIND_UNSIGNED, 1): "uint8", (KIND_BOOL, 1): "bool"}.get((pkind, psize))
-        bad = False
-        if pkind == KIND_FLOAT:
-            bad = dt.kind != "f" or dt.itemsize != psize
-        elif pkind in (KIND_SIGNED, KIND_UNSIGNED, KIND_BOOL):
-            bad = dt.kind not in "iub" or dt.itemsize != psize
-        elif pkind == 0 and psize == 2:   # __nv_bfloat16 / __half storage
-            bad = dt.itemsize != 2
-            wanted = "a 2-byte dtype (e.g. uint16 holding bfloat16 bits)"
-        if bad:
-            raise TypeError(f"{what} points to {psize}-byte elements but got a {dt.name} array "
-                            f"({dt.itemsize}-byte elements): the GPU would reinterpret the bytes silently. "
-                            f"Pass an array of dtype {wanted} (x.astype(cp.{wanted}) ).".replace("cp.a 2", "a 2"))
-        guards.append(value)
-        return value.ctypes.data
-    ptr = getattr(value, "ptr", None)
-    if isinstance(ptr, int):
-        return ptr
-    raise TypeError(f"{what} is a pointer parameter but got {type(value).__name__} {value!r:.40}; pass an array "
-                    "created with cp (cp.asarray, cp.zeros, ...)")
-
-
-def _dims(value, what: str) -> tuple[int, int, int]:
-    if isinstance(value, (int, np.integer)):
-        value = (int(value),)
-    if not isinstance(value, (tuple, list)) or not 1 <= len(value) <= 3:
-        raise TypeError(f"{what} must be an int or a tuple of 1 to 3 ints, got {value!r}")
-    dims = []
-    for v in value:
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
-            raise TypeError(f"{what} must hold ints, got {v!r} in {value!r}")
-        dims.append(int(v))
-    dims += [1] * (3 - len(dims))
-    if min(dims) < 1:
-        raise ValueError(f"{what}={tuple(value)}: every dimension must be at least 1 (CUDA_ERROR_INVALID_VALUE)")
-    return tuple(dims)
-
-
-def launch(module: EmulatedModule, index: int, grid, block, args, shared_mem: int, max_dynamic_shared: int):
-    """Check a launch the way a careful GPU would, run it, print the kernel's printf output."""
+def launch(module: EmulatedModule, index: int, grid, block, args, shared_mem: int, max_dynamic_shared: int,
+           profile: bool = False):
+    """Check a launch the way a careful GPU would, run it, print the kernel's printf output.
+    With `profile` (or inside profile.profiling()), count its memory traffic and return the counts."""
     expr, kernel = module.targets[index][0], module.targets[index][1]
-    g = _dims(grid, "grid")
-    b = _dims(block, "block")
-    nthreads = b[0] * b[1] * b[2]
-    if nthreads > 1024 or b[2] > 64:
-        raise ValueError(f"block={b}: a block holds at most 1024 threads (and blockDim.z <= 64); "
-                         f"this launch would fail with CUDA_ERROR_INVALID_VALUE")
-    if g[0] > 2 ** 31 - 1 or g[1] > 65535 or g[2] > 65535:
-        raise ValueError(f"grid={g}: gridDim.x <= 2**31-1, gridDim.y and .z <= 65535 (CUDA_ERROR_INVALID_VALUE)")
-    if not isinstance(shared_mem, (int, np.integer)) or shared_mem < 0:
-        raise ValueError(f"shared_mem={shared_mem!r}: expected a number of bytes >= 0")
-    if shared_mem > max_dynamic_shared:
-        raise ValueError(f"shared_mem={shared_mem} bytes is more than the kernel's max_dynamic_shared_size_bytes "
-                         f"({max_dynamic_shared}); a GPU refuses this launch (CUDA_ERROR_INVALID_VALUE). Raise "
-                         "kernel.max_dynamic_shared_size_bytes first (up to 227 KiB on an H100).")
-    if not isinstance(args, (tuple, list)):
-        raise TypeError(f"args must be a tuple of kernel arguments, got {type(args).__name__}")
-    sig = module.signature(index)
-    if len(args) != len(sig):
-        names = ", ".join(p.name for p in kernel.params)
-        raise TypeError(f"kernel {expr!r} takes {len(sig)} arguments ({names}) but got {len(args)}: a GPU would "
-                        "read whatever bytes follow as the missing ones (or ignore the extra ones)")
-    holders, guards = [], []
-    argv = (ctypes.c_void_p * max(1, len(sig)))()
-    for i, (desc, value) in enumerate(zip(sig, args)):
-        if desc[0] == KIND_POINTER:
-            holder = ctypes.c_void_p(_pointer_value(kernel, i, desc, value, guards))
-        else:
-            if value is None or (isinstance(value, np.ndarray) and value.ndim > 0):
-                raise TypeError(f"{_param_desc(kernel, i, desc)} is a scalar parameter but got "
-                                f"{'None' if value is None else 'an array'}; pass one value (e.g. numpy.int32(n))")
-            data = _scalar_bytes(kernel, i, desc, value)
-            holder = ctypes.create_string_buffer(data, max(len(data), 8))
-        holders.append(holder)
-        argv[i] = ctypes.addressof(holder)
+    g, b = arguments.launch_shape(grid, block, shared_mem, max_dynamic_shared)
+    m = arguments.Marshalled(kernel, expr, module.signature(index), args)
     race = _race_seed if _race_seed is not None else _env_race_seed()
-    cfg = LaunchConfig((ctypes.c_uint * 3)(*g), (ctypes.c_uint * 3)(*b), int(shared_mem), STATIC_SHARED_LIMIT,
-                       int(kernel.needs_fibers or race is not None or os.environ.get("LLMC_CUDA_FIBERS") == "always"),
-                       race or 0)
+    fibers = kernel.needs_fibers or race is not None or os.environ.get("LLMC_CUDA_FIBERS") == "always"
     lib = runtime_library()
-    code = lib.cuemu_launch(module.thread_function(index), argv, ctypes.byref(cfg))
+    if not (profile or profile_mod.active()):
+        cfg = LaunchConfig((ctypes.c_uint * 3)(*g), (ctypes.c_uint * 3)(*b), int(shared_mem), STATIC_SHARED_LIMIT,
+                           int(fibers), race or 0, 0, None, 0, None)
+        _run(lib, module.thread_function(index), m, cfg, expr, m.ranges)
+        return None
+    with module.profiled_globals() as global_ranges:
+        ranges = m.ranges + global_ranges
+        flat = (ctypes.c_ulonglong * max(1, 2 * len(ranges)))(*[v for _, start, size in ranges for v in (start, size)])
+        counts = profile_mod.buffer(lib)
+        cfg = LaunchConfig((ctypes.c_uint * 3)(*g), (ctypes.c_uint * 3)(*b), int(shared_mem), STATIC_SHARED_LIMIT,
+                           int(fibers), race or 0, 1, ctypes.cast(flat, ctypes.c_void_p), len(ranges),
+                           ctypes.cast(counts, ctypes.c_void_p))
+        _run(lib, module.thread_function(index, profiled=True), m, cfg, expr, ranges)
+    shape = {"kernel": expr, "grid": list(g), "block": list(b), "threads_per_block": b[0] * b[1] * b[2],
+             "blocks": g[0] * g[1] * g[2], "dynamic_shared_bytes": int(shared_mem)}
+    result = profile_mod.read(counts, lib, [name for name, _, _ in ranges], shape)
+    profile_mod.collect(result)
+    return result
+
+
+def _run(lib, fn: int, m, cfg, expr: str, ranges) -> None:
+    """One launch through the runtime; raises what it reports, then checks the arrays' padding."""
+    code = lib.cuemu_launch(fn, m.argv, ctypes.byref(cfg))
     _flush_printf(lib)
     if code:
         msg = lib.cuemu_error_message().decode("utf-8", "replace")
-        raise ERRORS.get(code, CudaEmulatorError)(f"kernel {expr!r}: {msg}")
-    memory.check_guards(guards, expr, kernel)
+        raise_for(code, f"kernel {expr!r}: {msg}{_fault_owner(msg, ranges)}")
+    memory.check_guards(m.guards, expr)
+
+
+def _fault_owner(message: str, ranges) -> str:
+    """A sentence naming the array argument whose guard page a fault hit, or a null pointer."""
+    m = re.search(r"illegal memory access at address (0x[0-9a-f]+)", message)
+    if not m:
+        return ""
+    addr = int(m.group(1), 16)
+    for name, start, size in ranges:
+        if start and start + size <= addr < start + size + 2 * memory.PAGE:
+            return (f" The address is byte {addr - start - size} past the end of argument `{name}` "
+                    f"({size} bytes): an index that reached its length or beyond (a `>` that should be `>=`?).")
+    if addr < memory.PAGE:
+        return " The address is near 0: a null pointer (an argument passed as None?)."
+    return ""
 
 
 def _flush_printf(lib):

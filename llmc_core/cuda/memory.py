@@ -13,6 +13,8 @@ import mmap
 
 import numpy as np
 
+from .errors import IllegalAddressError
+
 PAGE = mmap.PAGESIZE
 ALIGN = 256          # cudaMalloc's alignment
 CANARY = 0xA5
@@ -74,10 +76,9 @@ def buffer_of(a: np.ndarray):
     return None
 
 
-def check_guards(arrays, expr: str, kernel) -> None:
-    """Raise if a launch overwrote the padding after any device array it was given."""
-    from .emulator import IllegalAddressError
-    for i, a in enumerate(arrays):
+def check_guards(arrays, expr: str) -> None:
+    """Raise if a launch overwrote the padding after any (name, device array) it was given."""
+    for name, a in arrays:
         buf = buffer_of(a)
         if buf is None or buf.pad_len == 0:
             continue
@@ -86,6 +87,6 @@ def check_guards(arrays, expr: str, kernel) -> None:
             first = next(k for k, c in enumerate(pad) if c != CANARY)
             ctypes.memset(buf.pad_addr, CANARY, buf.pad_len)
             raise IllegalAddressError(
-                f"kernel {expr!r} wrote {first} bytes past the end of a {buf.nbytes}-byte array it was given: "
+                f"kernel {expr!r} wrote byte {first} past the end of argument `{name}` (a {buf.nbytes}-byte array): "
                 f"an out-of-bounds write. On a GPU this corrupts whatever lies there (or fails with "
                 f"cudaErrorIllegalAddress). Check the index bound of every store.")

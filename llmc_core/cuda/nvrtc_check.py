@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .emulator import KERNEL_FILE, CompileError
+from .emulator import KERNEL_FILE
+from .errors import CompileError
 
 DEFAULT_ARCH = "80"   # Ampere (A100); every GPU the course targets runs compute_80 code
 
@@ -179,8 +180,9 @@ def compile_nvrtc(source: str, name_expressions=(), options=(), arch: str = DEFA
         lib.nvrtcDestroyProgram(ctypes.byref(prog))
 
 
-def compile_nvcc(source: str, name_expressions=(), options=(), arch: str = DEFAULT_ARCH) -> None:
-    """`nvcc --ptx`; template instances named in name_expressions are instantiated explicitly."""
+def _run_nvcc(source: str, name_expressions, options, arch: str, mode: list[str]) -> str:
+    """Run nvcc with `mode` (e.g. ["--ptx"]) on the source; template instances named in
+    name_expressions are instantiated explicitly.  Returns nvcc's stderr."""
     nvcc = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if os.path.exists("/usr/local/cuda/bin/nvcc") else None)
     if nvcc is None:
         raise FileNotFoundError("nvcc is not on PATH")
@@ -192,10 +194,36 @@ def compile_nvcc(source: str, name_expressions=(), options=(), arch: str = DEFAU
         path = Path(tmp) / KERNEL_FILE
         path.write_text(text)
         flags = [o for o in options if o.startswith(("-D", "-I", "-U", "--std", "-std"))]
-        cmd = [nvcc, "--ptx", f"-arch=sm_{arch}", "-std=c++17", *flags, str(path), "-o", str(Path(tmp) / "k.ptx")]
+        cmd = [nvcc, *mode, f"-arch=sm_{arch}", "-std=c++17", *flags, str(path), "-o", str(Path(tmp) / "k.out")]
         proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise CompileError(f"nvcc --ptx rejects the kernel source:\n{proc.stderr.strip()}")
+        raise CompileError(f"nvcc {' '.join(mode)} rejects the kernel source:\n{proc.stderr.strip()}")
+    return proc.stderr
+
+
+def compile_nvcc(source: str, name_expressions=(), options=(), arch: str = DEFAULT_ARCH) -> None:
+    """`nvcc --ptx`; template instances named in name_expressions are instantiated explicitly."""
+    _run_nvcc(source, name_expressions, options, arch, ["--ptx"])
+
+
+def kernel_registers(source: str, name_expressions=(), options=(), arch: str = DEFAULT_ARCH) -> dict[str, int]:
+    """Registers per thread of each kernel, as ptxas allocates them for sm_`arch` (nvcc must be on
+    PATH: NVRTC alone stops at PTX).  Keys are kernel names, and name expressions where given
+    (`"matmul<4>"`); raises FileNotFoundError without nvcc."""
+    log = _run_nvcc(source, name_expressions, options, arch, ["-cubin", "-Xptxas", "-v"])
+    regs, current = {}, None
+    for line in log.splitlines():
+        m = re.search(r"Compiling entry function '([^']+)'", line)
+        if m:
+            current = m.group(1)
+        m = re.search(r"Used (\d+) registers", line)
+        if m and current:
+            regs[current] = int(m.group(1))
+            current = None
+    if name_expressions:
+        lowered = compile_nvrtc(source, name_expressions, options, arch)   # expression -> mangled name
+        regs.update({expr: regs[name] for expr, name in lowered.items() if name in regs})
+    return regs
 
 
 def compile_check(source: str, name_expressions=(), options=(), compilers=("nvrtc", "nvcc"),

@@ -147,6 +147,10 @@ struct Launch {
     unsigned long shmem, static_limit;
     int fibers;
     unsigned long long race_seed;
+    int profile;
+    const unsigned long long* ranges;  // (start, bytes) of each array argument, for the profiler
+    int nranges;
+    unsigned long long* profile_out;   // where the counts go (cuemu_profile_fields says the layout)
     unsigned long long nblocks;
     std::atomic<unsigned long long> next_block{0};
     std::atomic<bool> abort{false};
@@ -194,6 +198,7 @@ struct Worker {
     sigjmp_buf jb;
     volatile sig_atomic_t in_launch = 0;
     char* altstack = nullptr;
+    cuemu_prof::State* prof = nullptr;   // counters, in a profiled launch
     Fiber* fiber(int i);
 };
 
@@ -360,10 +365,21 @@ Fiber* pick_next(Block& b, Fiber* self) {
 void block_and_switch(Block& b, Fiber* self) {
     Fiber* next = pick_next(b, self);
     if (next == self) { cuemu_cur = &self->ts; return; }
-    if (next) { switch_fiber(self, next); return; }
+    if (next) {
+        // The fiber after `next` is most likely the one to run after it: start loading its
+        // saved registers, stack frames and state now, while `next` runs (1024 fibers do not fit in L2).
+        int after = next->linear + 1 < b.n ? next->linear + 1 : 0;
+        Fiber* f = b.w->fibers[after];
+        const char* sp = static_cast<const char*>(f->sp);
+        __builtin_prefetch(f);
+        __builtin_prefetch(reinterpret_cast<const char*>(f) + 64);
+        for (int k = 0; k < 4; k++) __builtin_prefetch(sp + 64 * k);
+        switch_fiber(self, next);
+        return;
+    }
     if (b.done == b.n) { switch_to_scheduler(self, b.w); return; }
     b.failed = true;
-    b.L->fail(1, "deadlock in " + where(b) + ": no thread of the block can continue." + describe_waiters(b) +
+    b.L->fail(cuemu::ERR_DEADLOCK, "deadlock in " + where(b) + ": no thread of the block can continue." + describe_waiters(b) +
                      "\nOn a GPU this kernel would hang. Every thread of the block must reach the same "
                      "__syncthreads(), and every lane named in a warp mask must reach the same warp operation.");
     switch_to_scheduler(self, b.w);
@@ -430,6 +446,7 @@ void complete_warp(Block& b, int warp, unsigned need) {
         f->warp_done = true;
     }
     wp.arrived &= ~need;
+    if (b.L->profile) cuemu_prof::warp_op_done(w->prof);
 }
 
 // After a lane exits, a warp operation that waited only for it may now be complete.
@@ -443,7 +460,7 @@ void recheck_warp(Block& b, int warp) {
         unsigned need = f->warp_mask & wp.live;
         if ((wp.arrived & need) == need) {
             std::string bad = warp_mismatch(b, warp, need);
-            if (!bad.empty()) abort_block(b, static_cast<Fiber*>(cuemu_cur->fiber), 2, bad);
+            if (!bad.empty()) abort_block(b, static_cast<Fiber*>(cuemu_cur->fiber), cuemu::ERR_DIVERGENT_BARRIER, bad);
             complete_warp(b, warp, need);
         }
     }
@@ -456,6 +473,7 @@ void recheck_barrier(Block& b) {
         b.bar_acc = 0;
         b.bar_line = -1;
         b.gen++;
+        if (b.L->profile) cuemu_prof::barrier_done(b.w->prof);
     }
 }
 
@@ -486,17 +504,18 @@ extern "C" int cuemu_syncthreads(int line, int op, int pred) {
     Fiber* f = static_cast<Fiber*>(cuemu_cur->fiber);
     Block& b = *static_cast<Block*>(cuemu_cur->block);
     if (!f) {
-        abort_block(b, nullptr, 4, "__syncthreads() at line " + std::to_string(line) +
+        abort_block(b, nullptr, cuemu::ERR_TRAP, "__syncthreads() at line " + std::to_string(line) +
                                        " reached in a kernel the emulator ran without fibers; "
                                        "this is an emulator bug, please report the kernel");
     }
+    if (b.L->profile) cuemu_prof::lane_sync(b.w->prof, f->linear);
     if (b.arrived == 0) {
         b.bar_line = line;
         b.bar_first = f->linear;
         b.bar_op = op;
     } else if (line != b.bar_line) {
         Fiber* first = b.w->fibers[b.bar_first];
-        abort_block(b, f, 2,
+        abort_block(b, f, cuemu::ERR_DIVERGENT_BARRIER,
                     "divergent __syncthreads in " + where(b) + ": thread " + coords(first->ts.threadIdx) +
                         " waits at the barrier on line " + std::to_string(b.bar_line) + " while thread " +
                         coords(f->ts.threadIdx) + " reached the barrier on line " + std::to_string(line) +
@@ -533,18 +552,18 @@ extern "C" unsigned long long cuemu_warp_op(int op, unsigned mask, unsigned long
     Fiber* f = static_cast<Fiber*>(cuemu_cur->fiber);
     Block& b = *static_cast<Block*>(cuemu_cur->block);
     if (!f) {
-        abort_block(b, nullptr, 4, std::string(warp_op_name(op)) + " at line " + std::to_string(line) +
+        abort_block(b, nullptr, cuemu::ERR_TRAP, std::string(warp_op_name(op)) + " at line " + std::to_string(line) +
                                        " reached in a kernel the emulator ran without fibers; "
                                        "this is an emulator bug, please report the kernel");
     }
     int lane = lane_of(f);
     if (op <= cuemu::SHFL_XOR && (width < 1 || width > 32 || (width & (width - 1)))) {
-        abort_block(b, f, 4, std::string(warp_op_name(op)) + " at line " + std::to_string(line) + " in " +
+        abort_block(b, f, cuemu::ERR_TRAP, std::string(warp_op_name(op)) + " at line " + std::to_string(line) + " in " +
                                  where(b) + ": width " + std::to_string(width) +
                                  " is not a power of two between 1 and 32 (undefined on a GPU)");
     }
     if (!(mask >> lane & 1)) {
-        abort_block(b, f, 4, std::string(warp_op_name(op)) + " at line " + std::to_string(line) + " in " +
+        abort_block(b, f, cuemu::ERR_TRAP, std::string(warp_op_name(op)) + " at line " + std::to_string(line) + " in " +
                                  where(b) + ": thread " + coords(f->ts.threadIdx) + " (lane " +
                                  std::to_string(lane) + ") calls it with mask " + hex(mask) +
                                  " that does not include its own lane (undefined on a GPU)");
@@ -558,6 +577,7 @@ extern "C" unsigned long long cuemu_warp_op(int op, unsigned mask, unsigned long
         case cuemu::SHFL_XOR: src = lane ^ arg; if (src >= seg + width) src = lane; break;
         default: src = arg; break;  // votes: the predicate
     }
+    if (b.L->profile) cuemu_prof::lane_sync(b.w->prof, f->linear);
     f->warp_op = op;
     f->warp_mask = mask;
     f->warp_value = value;
@@ -570,7 +590,7 @@ extern "C" unsigned long long cuemu_warp_op(int op, unsigned mask, unsigned long
     unsigned need = mask & wp.live;
     if ((wp.arrived & need) == need) {
         std::string bad = warp_mismatch(b, warp, need);
-        if (!bad.empty()) abort_block(b, f, 2, bad);
+        if (!bad.empty()) abort_block(b, f, cuemu::ERR_DIVERGENT_BARRIER, bad);
         complete_warp(b, warp, need);
         if (b.race) { f->state = READY; block_and_switch(b, f); }
     } else {
@@ -597,7 +617,7 @@ extern "C" void* cuemu_shared_static(int id, unsigned long size, unsigned long a
         unsigned long off = (w->static_used + align - 1) & ~(align - 1);
         if (off + size > b.L->static_limit) {
             Fiber* f = static_cast<Fiber*>(cuemu_cur->fiber);
-            abort_block(b, f, 5, "the __shared__ array declared on line " + std::to_string(line) +
+            abort_block(b, f, cuemu::ERR_RESOURCE, "the __shared__ array declared on line " + std::to_string(line) +
                                      " brings the block's static shared memory to " + std::to_string(off + size) +
                                      " bytes, more than the " + std::to_string(b.L->static_limit) +
                                      " bytes a GPU allows (ptxas: \"uses too much shared data\")");
@@ -646,7 +666,7 @@ extern "C" int cuemu_vprintf(const char* fmt, __builtin_va_list ap) {
 extern "C" void cuemu_trap(const char* what, int line) {
     Block& b = *static_cast<Block*>(cuemu_cur->block);
     Fiber* f = static_cast<Fiber*>(cuemu_cur->fiber);
-    abort_block(b, f, 4, std::string(what) + " at line " + std::to_string(line) + " in " + where(b) + ", thread " +
+    abort_block(b, f, cuemu::ERR_TRAP, std::string(what) + " at line " + std::to_string(line) + " in " + where(b) + ", thread " +
                              coords(cuemu_cur->threadIdx));
 }
 
@@ -760,7 +780,7 @@ bool run_block_fibers(Worker* w, Launch* L, unsigned long long bid) {
     setup_block(w, L, bid);
     Block& b = w->block;
     if (!ensure_fibers(w, b.n)) {
-        L->fail(5, "cannot map stacks for " + std::to_string(b.n) + " fibers (" +
+        L->fail(cuemu::ERR_RESOURCE, "cannot map stacks for " + std::to_string(b.n) + " fibers (" +
                        std::to_string((kStackSize + kColorSpan) / 1024) + " KiB each): is the process "
                        "under a memory limit? Smaller blocks need fewer.");
         return false;
@@ -820,23 +840,31 @@ void run_blocks(Worker* w, Launch* L) {
                 stack = stack || (last_fault_addr + 65536 >= lo && last_fault_addr < lo);
         }
         if (stack)
-            L->fail(6, "stack overflow in " + where(b) + ", " + who + ": a CUDA thread's local variables "
+            L->fail(cuemu::ERR_STACK_OVERFLOW, "stack overflow in " + where(b) + ", " + who + ": a CUDA thread's local variables "
                        "exceed the emulator's 64 KiB stack; keep big arrays in global or shared memory");
         else
-            L->fail(3, std::string(sig == 2 ? "bus error" : "illegal memory access") + " at address " + addr + " in " +
+            L->fail(cuemu::ERR_ILLEGAL_ADDRESS, std::string(sig == 2 ? "bus error" : "illegal memory access") + " at address " + addr + " in " +
                        where(b) + ", " + who + " (CUDA would report cudaErrorIllegalAddress). Check the "
                        "index bounds of every pointer the kernel reads or writes. Memory the kernel wrote "
                        "before the fault may be corrupted.");
+        if (L->profile) cuemu_prof::launch_end(w->prof);
         return;
+    }
+    if (L->profile) {
+        uintptr_t lo = reinterpret_cast<uintptr_t>(w->arena.data());
+        w->prof = cuemu_prof::launch_begin(w->prof, L->ranges, L->nranges, lo, lo + w->arena.size());
     }
     w->in_launch = 1;
     while (!L->abort.load(std::memory_order_relaxed)) {
         unsigned long long bid = L->next_block.fetch_add(1);
         if (bid >= L->nblocks) break;
+        if (L->profile) cuemu_prof::block_begin(w->prof, int(L->block[0] * L->block[1] * L->block[2]));
         bool ok = L->fibers ? run_block_fibers(w, L, bid) : run_block_direct(w, L, bid);
+        if (L->profile) cuemu_prof::block_end(w->prof, w->static_used);
         if (!ok) break;
     }
     w->in_launch = 0;
+    if (L->profile) cuemu_prof::launch_end(w->prof);
 }
 
 // ---------------------------------------------------------------- the pool
@@ -897,6 +925,10 @@ struct cuemu_launch_config {
     unsigned long static_limit;
     int fibers;
     unsigned long long race_seed;
+    int profile;                       // count memory requests etc. (a module built for profiling)
+    const unsigned long long* ranges;  // (start, bytes) of each array argument
+    int nranges;
+    unsigned long long* profile_out;   // filled with the counts when the launch ends
 };
 
 int cuemu_runtime_abi(void) { return 1; }
@@ -924,6 +956,11 @@ int cuemu_launch(void (*fn)(void**), void** args, const cuemu_launch_config* cfg
     L.static_limit = cfg->static_limit;
     L.fibers = cfg->fibers;
     L.race_seed = cfg->race_seed;
+    L.profile = cfg->profile;
+    L.ranges = cfg->ranges;
+    L.nranges = cfg->nranges;
+    L.profile_out = cfg->profile_out;
+    if (L.profile) cuemu_prof::launch_reset();
     L.nblocks = (unsigned long long)L.grid[0] * L.grid[1] * L.grid[2];
 
     Worker*& self = tls_worker;
@@ -966,6 +1003,7 @@ int cuemu_launch(void (*fn)(void**), void** args, const cuemu_launch_config* cfg
     } else {
         sigaltstack(&previous, nullptr);
     }
+    if (L.profile) cuemu_prof::copy_last(L.profile_out);  // still under the launch mutex
     last_error = L.err;
     return L.err_code;
 }

@@ -282,9 +282,12 @@ class RawKernel:
     def max_threads_per_block(self):
         return 1024
 
-    def __call__(self, grid, block, args, *, shared_mem=0):
+    def __call__(self, grid, block, args, *, shared_mem=0, profile=False):
+        """Run the kernel; with profile=True, return its performance counters (a dict, see
+        llmc_core.cuda.profile) instead of None."""
         module, index = self._target()
-        emulator.launch(module, index, grid, block, args, shared_mem, self.max_dynamic_shared_size_bytes)
+        return emulator.launch(module, index, grid, block, args, shared_mem, self.max_dynamic_shared_size_bytes,
+                               profile)
 
     def __repr__(self):
         return f"<RawKernel {self.name!r} (llmc CPU emulator)>"

@@ -14,6 +14,19 @@
 // NVRTC knows these two without any #include (but not uint32_t and friends, nor here).
 typedef __SIZE_TYPE__ size_t;
 typedef __PTRDIFF_TYPE__ ptrdiff_t;
+// NVRTC also knows NULL, memcpy, memset and assert() without any #include.  memcpy and memset
+// are declared as the C library declares them, so a later #include <string.h> agrees.
+#ifndef NULL
+#define NULL __null
+#endif
+#if defined(__GLIBC__) || defined(__linux__)
+#define LLMC_LIBC_NOEXCEPT noexcept
+#else
+#define LLMC_LIBC_NOEXCEPT
+#endif
+extern "C" void* memcpy(void* dst, const void* src, size_t n) LLMC_LIBC_NOEXCEPT;
+extern "C" void* memset(void* dst, int value, size_t n) LLMC_LIBC_NOEXCEPT;
+#include "assert.h"
 
 // ---------------------------------------------------------------- qualifiers
 #define __global__
@@ -26,6 +39,13 @@ typedef __PTRDIFF_TYPE__ ptrdiff_t;
 #define __launch_bounds__(...)
 #define __align__(n) alignas(n)
 #define __restrict__ __restrict
+#define __grid_constant__
+// Code the emulator adds that a profiled build must not count as the kernel's branches.
+#ifdef LLMC_CUEMU_PROFILE
+#define LLMC_NO_COVERAGE __attribute__((no_sanitize_coverage))
+#else
+#define LLMC_NO_COVERAGE
+#endif
 // Function-scope __shared__ declarations are rewritten by the emulator before compiling; one
 // that is left (e.g. at file scope) is not supported and fails with this name in the error.
 #define __shared__ __llmc_emulator_supports___shared___only_inside_functions
@@ -155,20 +175,26 @@ __forceinline__ void __threadfence_system() { __atomic_thread_fence(__ATOMIC_SEQ
 
 // ---------------------------------------------------------------- atomics
 // Blocks run in parallel on several OS threads, so these are real atomic instructions.
+// A build for profiling (LLMC_CUEMU_PROFILE) reports each call once as an atomic request.
+#ifdef LLMC_CUEMU_PROFILE
+#define LLMC_COUNT_ATOMIC(p) cuemu_prof_atomic((void*)(p), sizeof(*(p)))
+#else
+#define LLMC_COUNT_ATOMIC(p) ((void)0)
+#endif
 #define LLMC_ATOMIC_INT(T) \
-    __forceinline__ T atomicAdd(T* p, T v) { return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); } \
-    __forceinline__ T atomicSub(T* p, T v) { return __atomic_fetch_sub(p, v, __ATOMIC_RELAXED); } \
-    __forceinline__ T atomicExch(T* p, T v) { return __atomic_exchange_n(p, v, __ATOMIC_RELAXED); } \
-    __forceinline__ T atomicAnd(T* p, T v) { return __atomic_fetch_and(p, v, __ATOMIC_RELAXED); } \
-    __forceinline__ T atomicOr(T* p, T v) { return __atomic_fetch_or(p, v, __ATOMIC_RELAXED); } \
-    __forceinline__ T atomicXor(T* p, T v) { return __atomic_fetch_xor(p, v, __ATOMIC_RELAXED); } \
-    __forceinline__ T atomicCAS(T* p, T expected, T desired) { \
+    __forceinline__ T atomicAdd(T* p, T v) { LLMC_COUNT_ATOMIC(p); return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); } \
+    __forceinline__ T atomicSub(T* p, T v) { LLMC_COUNT_ATOMIC(p); return __atomic_fetch_sub(p, v, __ATOMIC_RELAXED); } \
+    __forceinline__ T atomicExch(T* p, T v) { LLMC_COUNT_ATOMIC(p); return __atomic_exchange_n(p, v, __ATOMIC_RELAXED); } \
+    __forceinline__ T atomicAnd(T* p, T v) { LLMC_COUNT_ATOMIC(p); return __atomic_fetch_and(p, v, __ATOMIC_RELAXED); } \
+    __forceinline__ T atomicOr(T* p, T v) { LLMC_COUNT_ATOMIC(p); return __atomic_fetch_or(p, v, __ATOMIC_RELAXED); } \
+    __forceinline__ T atomicXor(T* p, T v) { LLMC_COUNT_ATOMIC(p); return __atomic_fetch_xor(p, v, __ATOMIC_RELAXED); } \
+    __forceinline__ T atomicCAS(T* p, T expected, T desired) { LLMC_COUNT_ATOMIC(p); \
         __atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED); \
         return expected; } \
-    __forceinline__ T atomicMax(T* p, T v) { T old = *p; \
+    __forceinline__ T atomicMax(T* p, T v) { LLMC_COUNT_ATOMIC(p); T old = __atomic_load_n(p, __ATOMIC_RELAXED); \
         while (old < v && !__atomic_compare_exchange_n(p, &old, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {} \
         return old; } \
-    __forceinline__ T atomicMin(T* p, T v) { T old = *p; \
+    __forceinline__ T atomicMin(T* p, T v) { LLMC_COUNT_ATOMIC(p); T old = __atomic_load_n(p, __ATOMIC_RELAXED); \
         while (old > v && !__atomic_compare_exchange_n(p, &old, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {} \
         return old; }
 LLMC_ATOMIC_INT(int)
@@ -177,13 +203,13 @@ LLMC_ATOMIC_INT(unsigned long long)
 LLMC_ATOMIC_INT(long long)
 #undef LLMC_ATOMIC_INT
 #define LLMC_ATOMIC_FLOAT(T, I) \
-    __forceinline__ T atomicAdd(T* p, T v) { \
+    __forceinline__ T atomicAdd(T* p, T v) { LLMC_COUNT_ATOMIC(p); \
         I* q = reinterpret_cast<I*>(p); \
         I old = __atomic_load_n(q, __ATOMIC_RELAXED), next; \
         do { T f; __builtin_memcpy(&f, &old, sizeof f); f += v; __builtin_memcpy(&next, &f, sizeof f); } \
         while (!__atomic_compare_exchange_n(q, &old, next, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)); \
         T result; __builtin_memcpy(&result, &old, sizeof result); return result; } \
-    __forceinline__ T atomicExch(T* p, T v) { \
+    __forceinline__ T atomicExch(T* p, T v) { LLMC_COUNT_ATOMIC(p); \
         I in, out; __builtin_memcpy(&in, &v, sizeof v); \
         out = __atomic_exchange_n(reinterpret_cast<I*>(p), in, __ATOMIC_RELAXED); \
         T result; __builtin_memcpy(&result, &out, sizeof result); return result; }
@@ -191,12 +217,14 @@ LLMC_ATOMIC_FLOAT(float, unsigned int)
 LLMC_ATOMIC_FLOAT(double, unsigned long long)
 #undef LLMC_ATOMIC_FLOAT
 __forceinline__ unsigned int atomicInc(unsigned int* p, unsigned int limit) {
-    unsigned int old = *p;
+    LLMC_COUNT_ATOMIC(p);
+    unsigned int old = __atomic_load_n(p, __ATOMIC_RELAXED);
     while (!__atomic_compare_exchange_n(p, &old, old >= limit ? 0u : old + 1, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
     return old;
 }
 __forceinline__ unsigned int atomicDec(unsigned int* p, unsigned int limit) {
-    unsigned int old = *p;
+    LLMC_COUNT_ATOMIC(p);
+    unsigned int old = __atomic_load_n(p, __ATOMIC_RELAXED);
     while (!__atomic_compare_exchange_n(p, &old, (old == 0 || old > limit) ? limit : old - 1, true,
                                         __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
     return old;

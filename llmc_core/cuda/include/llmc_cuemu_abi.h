@@ -21,6 +21,16 @@ struct ThreadState {
     void* fiber;   // runtime-private; null in direct mode
 };
 
+// What cuemu_launch returns; mirrored by ErrorCode in errors.py (a test checks that they agree).
+enum Error {
+    ERR_OK = 0,
+    ERR_DEADLOCK = 1,           // no thread of a block can continue
+    ERR_DIVERGENT_BARRIER = 2,  // threads at different __syncthreads(), or lanes at different warp operations
+    ERR_ILLEGAL_ADDRESS = 3,    // a fault on memory the kernel does not own
+    ERR_TRAP = 4,               // __trap(), a failed assert(), a warp operation used wrongly
+    ERR_RESOURCE = 5,           // too much shared memory, no address space for fiber stacks
+    ERR_STACK_OVERFLOW = 6,     // a thread's local variables outgrew its stack
+};
 enum WarpOp { SHFL_IDX = 0, SHFL_UP = 1, SHFL_DOWN = 2, SHFL_XOR = 3, BALLOT = 4, ANY = 5, ALL = 6, SYNCWARP = 7 };
 enum BarrierOp { BAR_PLAIN = 0, BAR_COUNT = 1, BAR_AND = 2, BAR_OR = 3 };
 }  // namespace cuemu
@@ -36,4 +46,5 @@ void* cuemu_shared_static(int id, unsigned long size, unsigned long align, int l
 void* cuemu_shared_dynamic(void);
 int cuemu_vprintf(const char* fmt, __builtin_va_list ap);
 void cuemu_trap(const char* what, int line);
+void cuemu_prof_atomic(void* p, unsigned size);  // profiled builds: an atomic request at p
 }
