@@ -104,8 +104,8 @@ def check(target, hint=1):
     caller_globals = inspect.currentframe().f_back.f_globals
     results = run_checks(target, caller_globals, hint_level=hint)
     if in_jupyter():
-        from IPython.display import HTML, display
-        display(HTML(format_html(results)))
+        from IPython.display import display
+        display({"text/html": format_html(results), "text/plain": format_results(results)}, raw=True)
     else:
         print(format_results(results), end="")
 
@@ -154,7 +154,7 @@ def result_lines(results, hidden_probe_ids=()):
             if all(r.status == "not implemented" for r in failing):
                 lines.append(("skipped", f"  · {message}"))
             else:
-                lines.append(("failed", f"  ✗ {message} ({len(failing)} of {plural(len(rs), 'check')} here fail because of it)"))
+                lines.append(("failed", f"  ✗ {message} ({len(failing)} of {plural(len(rs), 'check')} here {'fails' if len(failing) == 1 else 'fail'} because of it)"))
             continue
         for r in rs:
             tag = " (hidden)" if r.probe_id in hidden_probe_ids else ""
