@@ -84,6 +84,26 @@ def _close(expected, got, rtol, atol):
     return abs(got - expected) <= atol + rtol * abs(expected)
 
 
+def scale_factor(expected, got):
+    """'got = 3 x expected' when got is expected times a small whole number or its inverse (a missing 1/k), else ''."""
+    e, g = np.asarray(expected, np.float64).ravel(), np.asarray(got, np.float64).ravel()
+    use = np.abs(e) > 1e-12
+    if not use.any() or not np.isfinite(g[use]).all():
+        return ""
+    ratios = g[use] / e[use]
+    r = float(np.median(ratios))
+    if not np.allclose(ratios, r, rtol=1e-3, atol=0):
+        return ""
+    for k in range(2, 17):
+        if abs(r - k) < 1e-3 * k:
+            return f"got = {k} x expected"
+        if abs(r * k - 1) < 1e-3:
+            return f"got = expected / {k}"
+    if abs(r + 1) < 1e-3:
+        return "got = -expected: a sign flipped"
+    return ""
+
+
 def tolerance(rtol, atol):
     return f"tolerance |got - expected| <= {atol:g} + {rtol:g} * |expected|"
 
@@ -100,11 +120,12 @@ def compare(expected, got, rtol, atol, path="result", reveal=True, layout=None):
         if isinstance(expected, int) and isinstance(got, int):
             ok, note = expected == got, ""
         else:
-            ok, note = _close(float(expected), float(got), rtol, atol), f" ({tolerance(rtol, atol)})"
+            ok, note = _close(float(expected), float(got), rtol, atol), f"; {tolerance(rtol, atol)}"
         if ok:
             return None
         if reveal:
-            return f"{path}: expected {_fmt(expected)}, got {_fmt(got)}{note}"
+            factor = scale_factor(expected, got) if note else ""
+            return f"{path}: expected {_fmt(expected)}, got {_fmt(got)}{'; ' + factor if factor else ''}{note}"
         return f"{path}: got {_fmt(got)}, which is not the expected value{note}"
     if isinstance(expected, np.ndarray) and isinstance(got, np.ndarray):
         return _compare_arrays(expected, got, rtol, atol, path, reveal, (layout or {}).get(path))
@@ -234,5 +255,7 @@ def _compare_arrays(expected, got, rtol, atol, path, reveal, axes=None):
         scale = np.abs(expected.astype(np.float64)).max()
         if np.isfinite(diff).all():
             message += f"; max abs error {diff.max():.3g}, max rel error {diff.max() / max(scale, 1e-30):.3g}"
+            factor = scale_factor(expected, got)
+            message += f"; {factor} everywhere" if factor else ""
         message += f"; {tolerance(rtol, atol)}"
     return message

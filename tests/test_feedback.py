@@ -138,8 +138,16 @@ def test_a_layout_that_does_not_fit_is_ignored():
 
 
 def test_numeric_mismatches_print_the_tolerance():
-    assert compare(1.0, 1.5, 1e-5, 1e-7) == "result: expected 1, got 1.5 (tolerance |got - expected| <= 1e-07 + 1e-05 * |expected|)"
+    assert compare(1.0, 1.5, 1e-5, 1e-7) == "result: expected 1, got 1.5; tolerance |got - expected| <= 1e-07 + 1e-05 * |expected|"
     assert "tolerance" not in compare(3, 4, 1e-5, 1e-7)  # ints compare exactly
+
+
+def test_a_mismatch_by_a_whole_factor_says_so():
+    """A loss not divided by the k micro-batches is k times too large; a missing 1/k shows as a factor."""
+    assert "got = 3 x expected; tolerance" in compare(3.48372, 10.45116, 1e-4, 1e-6)
+    assert "got = expected / 4 everywhere" in compare(np.array([4.0, -8.0]), np.array([1.0, -2.0]), 1e-4, 1e-6)
+    assert "got = -expected" in compare(np.array([4.0, -8.0]), np.array([-4.0, 8.0]), 1e-4, 1e-6)
+    assert "got =" not in compare(np.array([1.0, 2.0]), np.array([3.0, 5.0]), 1e-4, 1e-6)  # no common factor
 
 
 def test_a_failure_shows_the_probes_input_but_a_hidden_one_does_not():
