@@ -152,16 +152,16 @@ GUARD_HANDLER = "__llmc_unfinished__"
 
 
 def assigned_names(body):
-    """Names that top-level statements of a cell bind (assignments, defs, classes, imports)."""
+    """Variables that the top-level statements of a cell assign (not those inside its functions)."""
     names = set()
-    for node in body:
-        for sub in ast.walk(node):
-            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
-                names.add(sub.id)
-            elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                names.add(sub.name)
-            elif isinstance(sub, (ast.Import, ast.ImportFrom)):
-                names.update((a.asname or a.name).split(".")[0] for a in sub.names)
+    todo = list(body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue  # their own scope
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        todo.extend(ast.iter_child_nodes(node))
     return names
 
 
@@ -184,7 +184,8 @@ class UnfinishedCellGuard(ast.NodeTransformer):
             type=ast.Tuple([ast.Name("NotImplementedError", ast.Load()), ast.Name("NameError", ast.Load())], ast.Load()),
             name="_llmc_error",
             body=[ast.If(test=ast.UnaryOp(ast.Not(), ast.Call(ast.Name(GUARD_HANDLER, ast.Load()),
-                                                               [ast.Name("_llmc_error", ast.Load()), names], [])),
+                                                               [ast.Name("_llmc_error", ast.Load()), names,
+                                                                ast.Call(ast.Name("globals", ast.Load()), [], [])], [])),
                          body=[ast.Raise()], orelse=[])])
         start = ast.Assign([ast.Name("_llmc_cell_value", ast.Store())], ast.Constant(None))
         module.body = [start, ast.Try(body=inner, handlers=[handler], orelse=[], finalbody=[])] + tail
@@ -199,17 +200,19 @@ def unfinished_function(error):
 
 
 class UnfinishedWork:
-    """The guard's handler: says in one line what a skipped cell needs; remembers what it did not make."""
+    """The guard's handler: says in one line what a skipped cell needs; removes what it made only in part."""
 
     def __init__(self):
         self.not_made = set()
 
-    def __call__(self, error, names):
+    def __call__(self, error, names, namespace):
         if isinstance(error, NameError) and error.name not in self.not_made:
             return False  # a real NameError (a typo, a cell not run): show it as usual
         if isinstance(error, NotImplementedError) and not str(error).startswith("not implemented yet"):
             return False  # not an exercise stub (e.g. a library's): show it as usual
         self.not_made.update(names)
+        for name in names:  # a cell that stopped half-way leaves no half-made results (a list filled in part)
+            namespace.pop(name, None)
         if isinstance(error, NameError):
             needs = f"`{error.name}`, which an earlier cell could not make yet"
         else:

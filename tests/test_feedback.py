@@ -231,6 +231,8 @@ def test_a_cell_that_needs_unfinished_work_says_so_in_one_line(capsys):
     assert capsys.readouterr().out == "⏭ skipped: this cell needs `attention_forward`, which is not written yet (run it again once that passes its check)\n"
     assert shell.run_cell("print(out.shape)").success  # `out` was never made: one line again
     assert "needs `out`, which an earlier cell could not make yet" in capsys.readouterr().out
+    shell.run_cell("peaks = []\nfor t in (1, 2):\n    peaks.append(t if t < 2 else attention_forward(t))")
+    assert "peaks" not in shell.user_ns  # filled in part: removed, so a later plot of it is skipped, not wrong
     assert shell.run_cell("1 + 2").result == 3  # a cell's value is still shown
     assert not shell.run_cell("print(no_such_name)").success  # a real mistake still shows in full
     assert not shell.run_cell("raise NotImplementedError('a library cannot do this')").success
