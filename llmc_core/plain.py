@@ -125,6 +125,8 @@ def compare(expected, got, rtol, atol, path="result", reveal=True, layout=None):
             return None
         if reveal:
             factor = scale_factor(expected, got) if note else ""
+            if note and not factor and math.isfinite(got - expected):
+                factor = f"got - expected = {_fmt(float(got - expected))}"
             return f"{path}: expected {_fmt(expected)}, got {_fmt(got)}{'; ' + factor if factor else ''}{note}"
         return f"{path}: got {_fmt(got)}, which is not the expected value{note}"
     if isinstance(expected, np.ndarray) and isinstance(got, np.ndarray):
@@ -172,10 +174,13 @@ def _compare_lists(expected, got, rtol, atol, path, reveal, layout):
     if not lengths:
         return None
     n = min(len(expected), len(got))
-    longer, which = (expected, "expected") if len(expected) > n else (got, "got")
-    agree = f"; the items agree up to position {n - 1}, then" if n else ";"
-    more = f"{agree} {which} goes on with {_fmt(longer[n])}" if reveal or which == "got" else ""
-    return f"{path}: expected a list of length {len(expected)}, got length {len(got)}{more}"
+    if len(expected) > n:  # got stopped early; expected values may be shown only when revealing
+        more = f", where expected goes on with {_fmt(expected[n])}" if reveal else ""
+        tail = f"; got stops after position {n - 1}{more}" if n else f"; got is empty{more.replace(', where', ';')}"
+    else:
+        tail = (f"; the items agree up to position {n - 1}, then got has {len(got) - n} more, starting with {_fmt(got[n])}"
+                if n else f"; got has {len(got)} items, starting with {_fmt(got[0])}")
+    return f"{path}: expected a list of length {len(expected)}, got length {len(got)}{tail}"
 
 
 def named_index(index, axes):
@@ -253,6 +258,9 @@ def _compare_arrays(expected, got, rtol, atol, path, reveal, axes=None):
     if expected.dtype.kind == "f":
         diff = np.abs(got.astype(np.float64) - expected.astype(np.float64))
         scale = np.abs(expected.astype(np.float64)).max()
+        nans = int((np.isnan(got.astype(np.float64)) & ~np.isnan(expected.astype(np.float64))).sum())
+        if nans:
+            message += f"; got is NaN at {nans} of them"
         if np.isfinite(diff).all():
             message += f"; max abs error {diff.max():.3g}, max rel error {diff.max() / max(scale, 1e-30):.3g}"
             factor = scale_factor(expected, got)

@@ -114,7 +114,10 @@ def test_a_list_mismatch_shows_position_values_lengths_and_neighbours():
     message = compare(expected, got, 0, 0)
     assert message.startswith("result[4]: expected 101, got 257; the first difference in the list; lengths: expected 8, got 9")
     assert "expected [..., 258, 99, 100, 101, 102, 103, 104]" in message
-    assert compare([1, 2], [1, 2, 3], 0, 0) == "result: expected a list of length 2, got length 3; the items agree up to position 1, then got goes on with 3"
+    assert compare([1, 2], [1, 2, 3], 0, 0) == "result: expected a list of length 2, got length 3; the items agree up to position 1, then got has 1 more, starting with 3"
+    assert compare([5, 6], [5], 0, 0) == "result: expected a list of length 2, got length 1; got stops after position 0, where expected goes on with 6"
+    assert compare([5], [], 0, 0) == "result: expected a list of length 1, got length 0; got is empty; expected goes on with 5"
+    assert "goes on with" not in compare([5, 6], [5], 0, 0, reveal=False)
 
 
 QKV = ("b", "t", [("part", ("q", "k", "v")), ("head", 2), ("channel", 4)])
@@ -137,8 +140,12 @@ def test_a_layout_that_does_not_fit_is_ignored():
     assert message.startswith("result: 10 of 10 values differ; first at index (0, 0) (expected 0, got 1)")
 
 
+def test_nan_in_an_array_is_counted():
+    assert "got is NaN at 2 of them" in compare(np.zeros(3), np.array([0.0, np.nan, np.nan]), 1e-5, 1e-8)
+
+
 def test_numeric_mismatches_print_the_tolerance():
-    assert compare(1.0, 1.5, 1e-5, 1e-7) == "result: expected 1, got 1.5; tolerance |got - expected| <= 1e-07 + 1e-05 * |expected|"
+    assert compare(1.0, 1.5, 1e-5, 1e-7) == "result: expected 1, got 1.5; got - expected = 0.5; tolerance |got - expected| <= 1e-07 + 1e-05 * |expected|"
     assert "tolerance" not in compare(3, 4, 1e-5, 1e-7)  # ints compare exactly
 
 
