@@ -179,7 +179,7 @@ def _compare_lists(expected, got, rtol, atol, path, reveal, layout):
         tail = f"; got stops after position {n - 1}{more}" if n else f"; got is empty{more.replace(', where', ';')}"
     else:
         tail = (f"; the items agree up to position {n - 1}, then got has {len(got) - n} more, starting with {_fmt(got[n])}"
-                if n else f"; got has {len(got)} items, starting with {_fmt(got[0])}")
+                if n else f"; got has {len(got)} item{'' if len(got) == 1 else 's'}, starting with {_fmt(got[0])}")
     return f"{path}: expected a list of length {len(expected)}, got length {len(got)}{tail}"
 
 

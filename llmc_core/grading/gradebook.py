@@ -12,7 +12,7 @@ atomically:
 import csv
 import io
 
-from llmc_core.checking import format_points, format_results, mark_blocked
+from llmc_core.checking import format_points, format_results, mark_blocked, plural
 from llmc_core.exercises import Outcome, exercises, judge
 from llmc_core.fileio import atomic_write_json, atomic_write_text
 from llmc_core.grading.grade import load_state, state_path
@@ -61,7 +61,7 @@ def issues_of(plan, state):
     if state is None:
         return f"{plan.lesson.notebook}: not graded yet"
     if state["status"] == "graded":
-        return f"{plan.lesson.notebook}: {len(state['cell_errors'])} cells failed" if state["cell_errors"] else ""
+        return f"{plan.lesson.notebook}: {plural(len(state['cell_errors']), 'cell')} failed" if state["cell_errors"] else ""
     return f"{plan.lesson.notebook}: {state['status']}"
 
 
