@@ -77,19 +77,19 @@ def mark_blocked(probes, results):
     for p, r in zip(probes, results):
         blockers = [x for d in dependencies(p) for x in root_failures(d)]
         if r.status != "passed" and blockers:
-            r = replace(r, blocked_by=list(dict.fromkeys(blockers)), hint="", more_hints=0,
-                        message=blocked_message(r, list(dict.fromkeys(blockers)), by_exercise))
+            blockers = list(dict.fromkeys(blockers))
+            r = replace(r, blocked_by=blockers, hint="", more_hints=0, message=blocked_message(blockers, by_exercise))
         marked.append(r)
     return marked
 
 
-def blocked_message(result, blockers, by_exercise):
-    """'fix `micrograd/value_ops` first: this check uses it and it fails its own checks'."""
+def blocked_message(blockers, by_exercise):
+    """'fix `micrograd/value_ops` first: this check uses it, and it fails its own checks'."""
     names = " and ".join(f"`{b}`" for b in blockers)
-    undone = all(all(r.status == "not implemented" for r in by_exercise.get(b, [])) for b in blockers)
-    if undone:
-        return f"write {names} first: this check uses {'them' if len(blockers) > 1 else 'it'}"
-    return f"fix {names} first: this check uses {'them' if len(blockers) > 1 else 'it'}, and it fails its own checks"
+    it, fails = ("them", "they fail their") if len(blockers) > 1 else ("it", "it fails its")
+    if all(all(r.status == "not implemented" for r in by_exercise.get(b, [])) for b in blockers):
+        return f"write {names} first: this check uses {it}"
+    return f"fix {names} first: this check uses {it}, and {fails} own checks"
 
 
 def check(target, hint=1):

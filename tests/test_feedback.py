@@ -53,6 +53,10 @@ def test_the_root_cause_is_named_through_a_chain_of_exercises():
     a, b, c = make_probe("x/a", "p"), make_probe("x/b", "p", uses=("x/a",)), make_probe("x/c", "p", uses=("x/b",))
     results = mark_blocked([a, b, c], [judged(a, 0, 1), judged(b, 0, 1), judged(c, 0, 1)])
     assert results[2].blocked_by == ["x/a"] and "fix `x/a` first" in results[2].message
+    d = make_probe("x/d", "p", uses=("x/a", "x/e"))
+    e = make_probe("x/e", "p")
+    both = mark_blocked([a, e, d], [judged(a, 0, 1), judged(e, 0, 1), judged(d, 0, 1)])[2]
+    assert both.message == "fix `x/a` and `x/e` first: this check uses them, and they fail their own checks"
 
 
 def test_an_unwritten_dependency_says_write_it_first():
