@@ -202,7 +202,7 @@ def named_index(index, axes):
     return ", ".join(str(w) for w in words)
 
 
-def _layout_fits(shape, axes):
+def layout_fits(shape, axes):
     if axes is None or len(axes) != len(shape):
         return False
     for n, axis in zip(shape, axes):
@@ -247,7 +247,7 @@ def _compare_arrays(expected, got, rtol, atol, path, reveal, axes=None):
     if not bad.any():
         return None
     first = tuple(int(i) for i in np.argwhere(bad)[0])
-    named = _layout_fits(expected.shape, axes)
+    named = layout_fits(expected.shape, axes)
     parts = _labelled_parts(bad, axes) if named else ""
     message = f"{path}: {int(bad.sum())} of {bad.size} values differ{', ' + parts if parts else ''}; first at index {first}"
     if named:

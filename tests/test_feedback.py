@@ -247,3 +247,30 @@ def test_a_cell_that_needs_unfinished_work_says_so_in_one_line(capsys):
     assert shell.run_cell("1 + 2").result == 3  # a cell's value is still shown
     assert not shell.run_cell("print(no_such_name)").success  # a real mistake still shows in full
     assert not shell.run_cell("raise NotImplementedError('a library cannot do this')").success
+
+
+def test_llmc_check_report_names_the_exercise_to_fix_first(micrograd_with_assignment_bug):
+    from llmc_core.checking import notebook_report
+    from llmc_core.course import lesson_by_prefix
+    text, passed = notebook_report(lesson_by_prefix("micrograd"), micrograd_with_assignment_bug)
+    backward = text.split("micrograd/backward")[1].splitlines()
+    assert not passed and "fix `micrograd/value_ops` first" in backward[1]
+
+
+def test_every_declaredlayout_fits_the_solution_snapshot():
+    """A layout that does not fit its array is ignored by the messages; here it must fit."""
+    import re
+    from llmc_core.course import LESSONS
+    from llmc_core.exercises import load_snapshots, probes_for
+    from llmc_core.plain import layout_fits
+    checked = 0
+    for lesson in LESSONS:
+        snapshots = load_snapshots(lesson)
+        for p in probes_for(lesson):
+            for path, axes in (p.layout or {}).items():
+                value = snapshots[p.id]["value"]
+                for key in re.findall(r"\['([^']+)'\]", path):
+                    value = value[key]
+                assert layout_fits(value.shape, axes), (p.id, path, value.shape, axes)
+                checked += 1
+    assert checked >= 8

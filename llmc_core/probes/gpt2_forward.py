@@ -175,19 +175,25 @@ def softmax_masked_scores(nb):
 
 # --- attention -------------------------------------------------------------------------------
 
-@probe("gpt2_forward/attention_loop", points=2, hint="Scores q_t . k_s / sqrt(HS) for s <= t only; softmax; weighted sum of v_s. Head h uses channels h*HS..(h+1)*HS-1 of q, k and v.")
+@probe("gpt2_forward/attention_loop", points=2, hint="Scores q_t . k_s / sqrt(HS) for s <= t only; softmax; weighted sum of v_s. Head h uses channels h*HS..(h+1)*HS-1 of q, k and v.",
+       layout=("b", "t", [("head", 2), ("channel", 4)]))
 def attention_loop_random(nb):
+    """qkv (2, 5, 24) seeded normal(12), n_head 2 (HS 4)"""
     return nb.attention_forward_loop(normal(12, (2, 5, 3 * 8)), 2)
 
 
-@probe("gpt2_forward/attention", points=2, hint="Reshape to (B, NH, T, HS) with reshape(B, T, NH, HS).transpose(0, 2, 1, 3); mask s > t with -inf before the softmax.")
+@probe("gpt2_forward/attention", points=2, hint="Reshape to (B, NH, T, HS) with reshape(B, T, NH, HS).transpose(0, 2, 1, 3); mask s > t with -inf before the softmax.",
+       layout=("b", "t", [("head", 2), ("channel", 4)]))
 def attention_random(nb):
+    """qkv (2, 5, 24) seeded normal(12), n_head 2 (HS 4)"""
     out, _ = nb.attention_forward(normal(12, (2, 5, 3 * 8)), 2)
     return out
 
 
-@probe("gpt2_forward/attention", hint="The cache's att is (B, NH, T, T): rows sum to 1, the upper triangle (the future) is 0.")
+@probe("gpt2_forward/attention", hint="The cache's att is (B, NH, T, T): rows sum to 1, the upper triangle (the future) is 0.",
+       layout={"result['att']": ("b", "head", "query t", "key t")})
 def attention_weights(nb):
+    """qkv (1, 4, 12) seeded normal(13), n_head 2 (HS 2)"""
     _, (q, k, v, att) = nb.attention_forward(normal(13, (1, 4, 3 * 4)), 2)
     return {"q shape": list(q.shape), "att": att}
 

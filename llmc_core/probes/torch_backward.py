@@ -236,8 +236,10 @@ def heads_do_not_divide_channels(nb):
     return raised(nb.attention_forward, randn(np.random.default_rng(24), 1, 3, 24), 3)
 
 
-@probe("torch_backward/attention_backward", points=2, hint="datt = dy v^T, dv = att^T dy, dscores = att * (datt - rowsum(datt * att)), then dq = dscores k / sqrt(HS), dk = dscores^T q / sqrt(HS).", **F64)
+@probe("torch_backward/attention_backward", points=2, hint="datt = dy v^T, dv = att^T dy, dscores = att * (datt - rowsum(datt * att)), then dq = dscores k / sqrt(HS), dk = dscores^T q / sqrt(HS).", **F64,
+       layout=("b", "t", [("part", ("q", "k", "v")), ("head", 2), ("channel", 4)]))
 def attention_gradient(nb):
+    """qkv (2, 5, 24) and dout (2, 5, 8) seeded normal(25), float64, n_head 2 (HS 4)"""
     rng = np.random.default_rng(25)
     qkv, dout = randn(rng, 2, 5, 24), randn(rng, 2, 5, 8)
     _, cache = nb.attention_forward(qkv, 2)
