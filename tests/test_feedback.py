@@ -257,7 +257,7 @@ def test_llmc_check_report_names_the_exercise_to_fix_first(micrograd_with_assign
     assert not passed and "fix `micrograd/value_ops` first" in backward[1]
 
 
-def test_every_declaredlayout_fits_the_solution_snapshot():
+def test_every_declared_layout_fits_the_solution_snapshot():
     """A layout that does not fit its array is ignored by the messages; here it must fit."""
     import re
     from llmc_core.course import LESSONS
