@@ -6,6 +6,7 @@ grader can run probes in a sandboxed child and judge in the parent, out of the l
 """
 import importlib
 import importlib.util
+import inspect
 import json
 import linecache
 import re
@@ -41,9 +42,25 @@ class Probe:
 
     @property
     def inputs(self):
-        """What the probe feeds the learner's code: the first paragraph of its docstring, or ''."""
+        """What the probe feeds the learner's code: its docstring's first paragraph, else a body of at most 3 lines, else ''."""
         doc = (self.func.__doc__ or "").strip().split("\n\n")[0]
-        return " ".join(doc.split())
+        if doc:
+            return " ".join(doc.split())
+        try:
+            lines = inspect.getsource(self.func).splitlines()
+        except (OSError, TypeError):
+            return ""
+        start = next((i for i, line in enumerate(lines) if line.lstrip().startswith("def ")), None)
+        if start is None:
+            return ""  # a lambda
+        body = [line.strip() for line in lines[start + 1:]]
+        body = [line for line in body if line and not line.startswith("#")]
+        if not 0 < len(body) <= 3:
+            return ""
+        text = ""
+        for line in body:  # statements joined by "; ", a line that opens a block or a bracket by a space
+            text += ("" if not text else " " if text.endswith((":", ",", "(", "[", "{")) else "; ") + re.sub(r"^return ", "", line)
+        return text.replace("nb.", "")
 
 
 def probe(exercise, points=1, hint="", rtol=1e-5, atol=1e-7, uses=None, layout=None):

@@ -173,6 +173,18 @@ def test_a_failure_shows_the_probes_input_but_a_hidden_one_does_not():
     assert judge(p, Outcome("value", 1.0), {"value": 2.0, "rtol": 0, "atol": 0}, reveal=False).inputs == ""
 
 
+def test_a_short_probe_without_a_docstring_shows_its_body_as_input():
+    def merge_run_of_three(nb):
+        return nb.merge([5, 5, 5, 6], (5, 5), 256)
+
+    def with_a_block(nb):
+        with open("x") as f:
+            return nb.read(f,
+                           1)
+    assert Probe("bpe/merge", "m", merge_run_of_three).inputs == "merge([5, 5, 5, 6], (5, 5), 256)"
+    assert Probe("bpe/merge", "w", with_a_block).inputs == 'with open("x") as f: read(f, 1)'
+
+
 # --- hint tiers ------------------------------------------------------------------------------------
 
 def test_the_first_failure_shows_the_nudge_and_the_formula_only_on_request():
