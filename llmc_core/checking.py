@@ -156,6 +156,7 @@ def result_lines(results, hidden_probe_ids=()):
             else:
                 lines.append(("failed", f"  ✗ {message} ({len(failing)} of {plural(len(rs), 'check')} here {'fails' if len(failing) == 1 else 'fail'} because of it)"))
             continue
+        shown_hints, more_level = set(), 0
         for r in rs:
             tag = " (hidden)" if r.probe_id in hidden_probe_ids else ""
             if r.status == "passed":
@@ -170,10 +171,13 @@ def result_lines(results, hidden_probe_ids=()):
             if r.message and r.message != "not implemented yet":
                 lines.extend(("detail", "      " + line) for line in r.message.splitlines())
             for level, text in enumerate(r.hint.splitlines(), start=1):
-                lines.append(("hint", f"      hint{'' if level == 1 else f' {level}'}: {text}"))
+                if text not in shown_hints:  # an exercise's nudge is said once, not under every check
+                    shown_hints.add(text)
+                    lines.append(("hint", f"      hint{'' if level == 1 else f' {level}'}: {text}"))
             if r.more_hints:
-                level = len(r.hint.splitlines()) + 1
-                lines.append(("more", f'      a more direct hint: check("{r.exercise}", hint={level})'))
+                more_level = len(r.hint.splitlines()) + 1
+        if more_level:
+            lines.append(("more", f'  more direct hints: check("{exercise_id}", hint={more_level})'))
     lines.append(("summary", summary(results, hidden_probe_ids)))
     return lines
 

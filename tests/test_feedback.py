@@ -192,9 +192,15 @@ def test_the_first_failure_shows_the_nudge_and_the_formula_only_on_request():
     first = judge(p, Outcome("value", 1.0), {"value": 2.0, "rtol": 0, "atol": 0})
     text = format_results([first])
     assert "hint: Power rule." in text and "k * x**" not in text
-    assert 'a more direct hint: check("micrograd/pow", hint=2)' in text
+    assert 'more direct hints: check("micrograd/pow", hint=2)' in text
     second = format_results([judge(p, Outcome("value", 1.0), {"value": 2.0, "rtol": 0, "atol": 0}, hint_level=2)])
     assert "hint: Power rule." in second and "hint 2: d(x**k)/dx = k * x**(k - 1)" in second and "more direct" not in second
+
+
+def test_an_exercise_nudge_is_said_once():
+    probes = [make_probe("x/pow", n, hint=("Power rule.", f"formula {n}")) for n in "ab"]
+    text = format_results([judge(p, Outcome("value", 1.0), {"value": 2.0, "rtol": 0, "atol": 0}) for p in probes])
+    assert text.count("hint: Power rule.") == 1 and text.count("more direct hints") == 1
 
 
 def test_a_module_nudge_comes_before_a_plain_hint():
