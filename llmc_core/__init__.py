@@ -6,7 +6,9 @@ The names a notebook needs are importable from here without loading torch:
 import os
 
 from llmc_core.checking import check
-from llmc_core.notebook import load_notebook
+from llmc_core.notebook import guard_unfinished_cells, load_notebook
+
+guard_unfinished_cells()  # in Jupyter, a cell that needs an unfinished exercise says so in one line; Run All goes on
 
 __all__ = ["check", "load_notebook", "small_run"]
 

@@ -6,6 +6,7 @@ grader can run probes in a sandboxed child and judge in the parent, out of the l
 """
 import importlib
 import importlib.util
+import inspect
 import json
 import linecache
 import re
@@ -29,26 +30,87 @@ class Probe:
     name: str          # "node_used_twice": what is probed
     func: object = field(repr=False, compare=False)
     points: float = 1
-    hint: str = ""
+    hint: object = ""  # a str, or a tuple of tiers: a nudge naming the concept first, the formula last
     rtol: float = 1e-5
     atol: float = 1e-7
+    uses: tuple = None  # exercises this probe runs besides its own; None: the module's USES for the exercise
+    layout: dict = field(default=None, compare=False)  # {path of an array in the result: axes}, see plain.named_index
 
     @property
     def id(self):
         return f"{self.exercise}/{self.name}"
 
+    @property
+    def inputs(self):
+        """What the probe feeds the learner's code: its docstring's first paragraph, else a body of at most 3 lines, else ''."""
+        doc = (self.func.__doc__ or "").strip().split("\n\n")[0]
+        if doc:
+            return " ".join(doc.split())
+        try:
+            lines = inspect.getsource(self.func).splitlines()
+        except (OSError, TypeError):
+            return ""
+        start = next((i for i, line in enumerate(lines) if line.lstrip().startswith("def ")), None)
+        if start is None:
+            return ""  # a lambda
+        body = [line.strip() for line in lines[start + 1:]]
+        body = [line for line in body if line and not line.startswith("#")]
+        if not 0 < len(body) <= 3:
+            return ""
+        text = ""
+        for line in body:  # statements joined by "; ", a line that opens a block or a bracket by a space
+            text += ("" if not text else " " if text.endswith((":", ",", "(", "[", "{")) else "; ") + re.sub(r"^return ", "", line)
+        return text.replace("nb.", "")
 
-def probe(exercise, points=1, hint="", rtol=1e-5, atol=1e-7):
-    """Decorator: mark `func(nb) -> plain data` as a probe of `exercise` worth `points`."""
+
+def probe(exercise, points=1, hint="", rtol=1e-5, atol=1e-7, uses=None, layout=None):
+    """Decorator: mark `func(nb) -> plain data` as a probe of `exercise` worth `points`.
+
+    hint: a str or a tuple of tiers (nudge first); uses: exercise ids this probe depends on;
+    layout: axes of the result's arrays, keyed by path ("result", "result['dqkv']") or given alone for "result".
+    """
     if not EXERCISE_ID.match(exercise):
         raise ValueError(f"exercise id {exercise!r} must look like 'lesson_prefix/short_name' (lowercase, digits, _)")
     if points <= 0:
         raise ValueError(f"a probe of {exercise} has points={points}; points must be positive")
+    if uses is not None:
+        uses = tuple(uses)
+        bad = [u for u in uses if not EXERCISE_ID.match(u)]
+        if bad:
+            raise ValueError(f"a probe of {exercise} uses {bad}, which are not exercise ids")
+    if layout is not None and not isinstance(layout, dict):
+        layout = {"result": layout}
 
     def mark(func):
-        func.probe = Probe(exercise, func.__name__, func, points, hint, rtol, atol)
+        func.probe = Probe(exercise, func.__name__, func, points, hint, rtol, atol, uses, layout)
         return func
     return mark
+
+
+def _module_setting(probe, name):
+    """A per-module setting (USES, NUDGES) for `probe`: its own module's, else its lesson's probe module's."""
+    own = sys.modules.get(getattr(probe.func, "__module__", ""), None)
+    if own is not None and hasattr(own, name):
+        return getattr(own, name)
+    lesson_module = f"llmc_core.probes.{probe.exercise.split('/')[0]}"
+    if importlib.util.find_spec(lesson_module) is None:
+        return {}
+    return getattr(importlib.import_module(lesson_module), name, {})
+
+
+def dependencies(probe):
+    """The exercises `probe` runs besides its own: its `uses`, else its module's USES for its exercise."""
+    if probe.uses is not None:
+        return probe.uses
+    return tuple(_module_setting(probe, "USES").get(probe.exercise, ()))
+
+
+def hint_tiers(probe):
+    """The hints of `probe`, mildest first: its tuple, else (the exercise's nudge, its hint)."""
+    if isinstance(probe.hint, (tuple, list)):
+        return tuple(h for h in probe.hint if h)
+    nudge = _module_setting(probe, "NUDGES").get(probe.exercise, "")
+    return tuple(h for h in (nudge, probe.hint) if h)
 
 
 def raised(fn, *args, **kwargs):
@@ -83,7 +145,17 @@ def probes_for(lesson: Lesson):
     for p in found:
         if not p.exercise.startswith(lesson.prefix + "/"):
             raise ValueError(f"probe {p.id} is in {lesson.probe_module} but its id does not start with {lesson.prefix}/")
+    check_dependencies(found, lesson.probe_module)
     return found
+
+
+def check_dependencies(probes, where):
+    """Raise ValueError unless every probe depends only on exercises defined before its own."""
+    order = list(exercises(probes))
+    for p in probes:
+        for used in dependencies(p):
+            if used not in order or order.index(used) >= order.index(p.exercise):
+                raise ValueError(f"probe {p.id} in {where} uses {used!r}, which is not an earlier exercise of its lesson")
 
 
 def load_probe_file(path):
@@ -197,7 +269,10 @@ class ProbeResult:
     points: float      # earned
     max_points: float
     message: str = ""
-    hint: str = ""
+    hint: str = ""     # the hint tiers shown, one per line, mildest first
+    more_hints: int = 0  # tiers not shown yet
+    inputs: str = ""   # what the probe fed the code, shown with a failure
+    blocked_by: list = field(default_factory=list)  # failing exercises this probe uses: fix those first
 
     def to_json(self):
         return asdict(self)
@@ -207,15 +282,20 @@ class ProbeResult:
         return cls(**data)
 
 
-def judge(probe, outcome, snapshot, reveal=True):
+def judge(probe, outcome, snapshot, reveal=True, hint_level=1):
     """Compare an outcome with the probe's snapshot ({"value", "rtol", "atol"}) -> ProbeResult.
 
-    With reveal=False (hidden probes) a failure says what was wrong without the expected value.
+    With reveal=False (hidden probes) a failure says what was wrong without the expected value or input.
+    A failure shows the first `hint_level` tiers of the probe's hints.
     """
     def result(status, message=""):
         earned = probe.points if status == "passed" else 0
-        return ProbeResult(probe.id, probe.exercise, probe.name, status, earned, probe.points,
-                           message, "" if status == "passed" else probe.hint)
+        if status == "passed":
+            return ProbeResult(probe.id, probe.exercise, probe.name, status, earned, probe.points, message)
+        tiers = hint_tiers(probe)
+        shown = tiers[:max(1, hint_level)]
+        return ProbeResult(probe.id, probe.exercise, probe.name, status, earned, probe.points, message,
+                           "\n".join(shown), len(tiers) - len(shown), probe.inputs if reveal else "")
 
     if outcome.kind == "not_implemented":
         return result("not implemented", "not implemented yet")
@@ -225,7 +305,8 @@ def judge(probe, outcome, snapshot, reveal=True):
         return result("error", outcome.message)
     if snapshot is None:
         return result("error", f"no snapshot for probe {probe.id}: the course author must run `llmc build`")
-    difference = plain.compare(snapshot["value"], outcome.value, snapshot["rtol"], snapshot["atol"], reveal=reveal)
+    difference = plain.compare(snapshot["value"], outcome.value, snapshot["rtol"], snapshot["atol"], reveal=reveal,
+                               layout=probe.layout)
     return result("failed", difference) if difference else result("passed")
 
 

@@ -1,4 +1,5 @@
 """Load a notebook as a module: run its code cells in order, skip demo cells, keep going past errors."""
+import ast
 import itertools
 import json
 import linecache
@@ -140,3 +141,94 @@ def run_cell(module, source, notebook_name, number):
         text = lines[line - 1] if 0 < line <= len(lines) else ""
         return CellError(number, line, f"{type(e).__name__}: {e}".rstrip(": "), text.rstrip("\n"))
     return None
+
+
+# --- Run All before the exercises are done ------------------------------------------------------
+# In Jupyter a cell that calls an unfinished exercise would stop Run All with a traceback. The guard
+# wraps each cell so that NotImplementedError (or a NameError for a name such a cell would have made)
+# prints one line instead, and the next cells still run. Other errors still show in full.
+
+GUARD_HANDLER = "__llmc_unfinished__"
+
+
+def assigned_names(body):
+    """Variables that the top-level statements of a cell assign (not those inside its functions)."""
+    names = set()
+    todo = list(body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue  # their own scope
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        todo.extend(ast.iter_child_nodes(node))
+    return names
+
+
+class UnfinishedCellGuard(ast.NodeTransformer):
+    """Wrap a cell in try/except so that work that needs an unfinished exercise is skipped in one line."""
+
+    def visit_Module(self, module):
+        body = module.body
+        if not body or any(isinstance(n, ast.ImportFrom) and n.module == "__future__" for n in body):
+            return module
+        last, tail = body[-1], []
+        inner = body[:-1]
+        if isinstance(last, ast.Expr):  # keep the cell's value displayed, as without the guard
+            inner.append(ast.Assign([ast.Name("_llmc_cell_value", ast.Store())], last.value))
+            tail = [ast.Expr(ast.Name("_llmc_cell_value", ast.Load()))]
+        else:
+            inner.append(last)
+        names = ast.Tuple([ast.Constant(n) for n in sorted(assigned_names(body))], ast.Load())
+        handler = ast.ExceptHandler(
+            type=ast.Tuple([ast.Name("NotImplementedError", ast.Load()), ast.Name("NameError", ast.Load())], ast.Load()),
+            name="_llmc_error",
+            body=[ast.If(test=ast.UnaryOp(ast.Not(), ast.Call(ast.Name(GUARD_HANDLER, ast.Load()),
+                                                               [ast.Name("_llmc_error", ast.Load()), names,
+                                                                ast.Call(ast.Name("globals", ast.Load()), [], [])], [])),
+                         body=[ast.Raise()], orelse=[])])
+        start = ast.Assign([ast.Name("_llmc_cell_value", ast.Store())], ast.Constant(None))
+        module.body = [start, ast.Try(body=inner, handlers=[handler], orelse=[], finalbody=[])] + tail
+        return ast.fix_missing_locations(module)
+
+
+def unfinished_function(error):
+    """The innermost function in the traceback of `error` ('attention_forward'), or '' for the cell itself."""
+    frames = [frame for frame, _ in traceback.walk_tb(error.__traceback__)]
+    code = frames[-1].f_code if frames else None
+    return "" if code is None or code.co_name == "<module>" else code.co_qualname
+
+
+class UnfinishedWork:
+    """The guard's handler: says in one line what a skipped cell needs; removes what it made only in part."""
+
+    def __init__(self):
+        self.not_made = set()
+
+    def __call__(self, error, names, namespace):
+        if isinstance(error, NameError) and error.name not in self.not_made:
+            return False  # a real NameError (a typo, a cell not run): show it as usual
+        if isinstance(error, NotImplementedError) and not str(error).startswith("not implemented yet"):
+            return False  # not an exercise stub (e.g. a library's): show it as usual
+        self.not_made.update(names)
+        for name in names:  # a cell that stopped half-way leaves no half-made results (a list filled in part)
+            namespace.pop(name, None)
+        if isinstance(error, NameError):
+            needs = f"`{error.name}`, which an earlier cell could not make yet"
+        else:
+            function = unfinished_function(error)
+            needs = f"`{function}`, which is not written yet" if function else "an exercise that is not written yet"
+        print(f"⏭ skipped: this cell needs {needs} (run it again once that passes its check)")
+        return True
+
+
+def guard_unfinished_cells(shell=None):
+    """In a Jupyter kernel (or the given IPython shell), install the guard once; elsewhere do nothing."""
+    if shell is None:
+        ipython = sys.modules.get("IPython")
+        shell = ipython.get_ipython() if ipython is not None else None
+        if shell is None or getattr(shell, "kernel", None) is None:
+            return
+    if not any(isinstance(t, UnfinishedCellGuard) for t in shell.ast_transformers):
+        shell.user_ns.setdefault(GUARD_HANDLER, UnfinishedWork())
+        shell.ast_transformers.append(UnfinishedCellGuard())

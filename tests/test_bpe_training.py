@@ -81,6 +81,29 @@ def test_parallel_chunk_counts_equal_serial(nb, workers):
             assert nb.count_chunks_parallel(text, pattern, workers) == nb.count_chunks(text, pattern)
 
 
+# Pieces that decide where chunks end under both patterns: letters (ASCII and not), digits, runs of
+# spaces and newlines, carriage returns, punctuation and a contraction; whole pieces make runs likely.
+CUT_PIECES = ["a", "Zé", "文", " ", "  ", "\n", "\n\n", "\r\n", "\t", "7", ".", "'s", "-\n"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.lists(st.sampled_from(CUT_PIECES), max_size=30).map("".join),
+       targets=st.lists(st.integers(min_value=0, max_value=60), max_size=4))
+def test_safe_cuts_keep_the_chunk_counts(nb, text, targets):
+    """Counting slices cut at safe points gives the serial counts, for both patterns and any cut targets."""
+    cuts = nb.safe_cuts(text, sorted(targets))
+    assert cuts[0] == 0 and cuts[-1] == len(text) and cuts == sorted(cuts)
+    for pattern in (nb.GPT2_SPLIT_PATTERN, nb.GPT4_SPLIT_PATTERN):
+        sliced = sum((nb.count_chunks(text[a:b], pattern) for a, b in zip(cuts, cuts[1:])), Counter())
+        assert sliced == nb.count_chunks(text, pattern), (text, cuts)
+
+
+def test_two_newlines_before_a_letter_are_not_a_safe_cut(nb):
+    """The case that broke the first parallel counter: GPT-2's pattern splits "\n\nA" as "\n", "\n", "A"."""
+    assert nb.count_chunks("x\n\nA", nb.GPT2_SPLIT_PATTERN)[b"\n"] == 2
+    assert nb.safe_cuts("x\n\nAb\nC", [0]) == [0, 6, 7]
+
+
 def test_basic_wikipedia_example(nb):
     """aaabdaaabac: (a, a) occurs 4 times (overlapping) -> 256; then (256, a) and (a, b) tie at 2 and the
     smaller pair (97, 98) -> 257; then (256, 257) -> 258. Encoding gives X d X a c with X = 258."""

@@ -34,7 +34,10 @@ def test_check_reads_the_callers_globals(capsys):
     exec("check('setup/dot')", namespace)
     out = capsys.readouterr().out
     assert "✗ small_integers: failed" in out and "result: expected 32, got 14" in out
-    assert "hint: Multiply matching elements" in out
+    assert "hint: The dot product pairs up" in out and "Multiply matching elements" not in out  # a nudge first
+    assert 'more direct hints: check("setup/dot", hint=2)' in out
+    exec("check('setup/dot', hint=2)", namespace)
+    assert "hint 2: Multiply matching elements" in capsys.readouterr().out
 
 
 def test_an_untouched_exercise_reads_not_implemented():

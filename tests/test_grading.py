@@ -168,7 +168,7 @@ def test_hidden_probes_count_and_pass_on_the_solution(batch):
     _, rows = gradebook(batch["out"])
     assert float(rows["complete"]["setup/dot"]) == float(rows["max"]["setup/dot"])
     feedback = (batch["out"] / "feedback" / "complete.md").read_text()
-    assert "All 4 public checks passed (and 1 hidden ones)." in feedback
+    assert "All 4 public checks passed (and 1 hidden one)." in feedback
     results = json.loads((batch["out"] / "results" / "complete.json").read_text())
     hidden = [t for t in results["tests"] if t["name"] == "setup/dot/fifty_random_floats"]
     assert hidden[0]["visibility"] == "after_published" and hidden[0]["score"] == 2

@@ -11,6 +11,8 @@ from llmc_core.notebook import cell_source
 
 SOLUTIONS = sorted(SOLUTIONS_DIR.glob("*.ipynb"))
 TIMEOUT_PER_CELL = 600
+RUN_ALL_SAFE = {"00_setup", "01_micrograd", "02_gpt2_numpy_forward", "03_gpt2_numpy_backward", "04_bpe_tokenizer",
+                "05_torch_explicit_backward"}
 
 
 def execute(path):
@@ -55,5 +57,8 @@ def test_lesson_runs_up_to_its_first_exercise(path):
     assert all(i >= first_stub for i in failed), "a cell before the first exercise failed"
     if error is not None:
         assert error.ename == "NotImplementedError" and "not implemented yet" in error.evalue, str(error)[-2000:]
+    if path.stem in RUN_ALL_SAFE:  # Run All goes to the end: cells needing unfinished work skip in one line
+        assert error is None and failed == [], str(error)[-2000:]
+        assert any("⏭ skipped: this cell needs" in outputs_text(c) for c in code)
     first_check = next(c for c in code[first_stub:] if "check(" in cell_source(c))
     assert "not implemented yet" in outputs_text(first_check) or first_check.get("execution_count") is None

@@ -12,7 +12,7 @@ atomically:
 import csv
 import io
 
-from llmc_core.checking import format_points, format_results
+from llmc_core.checking import format_points, format_results, mark_blocked, plural
 from llmc_core.exercises import Outcome, exercises, judge
 from llmc_core.fileio import atomic_write_json, atomic_write_text
 from llmc_core.grading.grade import load_state, state_path
@@ -43,8 +43,9 @@ def outcome_for(probe_id, state, order):
 def lesson_results(plan, state):
     """[ProbeResult] for one (student, lesson); hidden probes are judged without revealing expected values."""
     order = [p.id for p in plan.probes]
-    return [judge(p, outcome_for(p.id, state, order), plan.snapshots.get(p.id), reveal=p.id not in plan.hidden_ids)
-            for p in plan.probes]
+    results = [judge(p, outcome_for(p.id, state, order), plan.snapshots.get(p.id), reveal=p.id not in plan.hidden_ids)
+               for p in plan.probes]
+    return mark_blocked(plan.probes, results)  # a failure caused by an earlier exercise says to fix that one
 
 
 def exercise_columns(plans):
@@ -60,7 +61,7 @@ def issues_of(plan, state):
     if state is None:
         return f"{plan.lesson.notebook}: not graded yet"
     if state["status"] == "graded":
-        return f"{plan.lesson.notebook}: {len(state['cell_errors'])} cells failed" if state["cell_errors"] else ""
+        return f"{plan.lesson.notebook}: {plural(len(state['cell_errors']), 'cell')} failed" if state["cell_errors"] else ""
     return f"{plan.lesson.notebook}: {state['status']}"
 
 

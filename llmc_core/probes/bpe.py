@@ -8,6 +8,33 @@ import regex
 
 from llmc_core.exercises import probe, raised
 
+# Which earlier exercises each exercise runs.
+USES = {
+    "bpe/encode_chunk": ("bpe/merge",),
+    "bpe/decode": ("bpe/build_vocab",),
+    "bpe/basic_train": ("bpe/get_stats", "bpe/merge"),
+    "bpe/regex_train": ("bpe/get_stats", "bpe/merge"),
+    "bpe/encode": ("bpe/encode_chunk",),
+    "bpe/load_ranks": ("bpe/recover_merges",),
+    "bpe/fast_train": ("bpe/merge",),
+}
+# The first hint of a failing check names the concept; the probe's own hint comes on request (check(..., hint=2)).
+NUDGES = {
+    "bpe/get_stats": "Count every adjacent pair of ids.",
+    "bpe/merge": "Scan left to right and replace each occurrence of the pair by the new id.",
+    "bpe/build_vocab": "The vocabulary maps each id to its bytes: the 256 single bytes, then each merge's two parts joined.",
+    "bpe/encode_chunk": "Encoding replays the learned merges, earliest-learned first.",
+    "bpe/decode": "Decoding joins the bytes of the tokens and then reads them as UTF-8.",
+    "bpe/basic_train": "Training repeats: count the pairs, merge the most frequent one, record the merge.",
+    "bpe/regex_train": "The same training, but pairs are counted and merged only inside the chunks of the split pattern.",
+    "bpe/encode": "Special tokens are found first; the text between them is encoded as ordinary text.",
+    "bpe/save": "The file holds only the state that rebuilding the tokenizer needs, one item per line.",
+    "bpe/load": "Loading reads back exactly what save wrote, in the same order.",
+    "bpe/recover_merges": "A rank table hides its merges: each token was made from two earlier tokens.",
+    "bpe/load_ranks": "A tiktoken rank table gives the byte ids and, through recover_merges, the merges.",
+    "bpe/fast_train": "The fast trainer must pick exactly the pairs the naive one picks, only faster.",
+}
+
 WORDS = ["the", "king", "queen", "lord", "sweet", "love", "thou", "art", "hath", "doth", "night", "day",
          "Romeo", "O", "I'll", "don't", "THEY'RE", "1599", "42", "3.14", "!", "?", ",", "--", "é", "naïve", "世界"]
 
@@ -48,6 +75,7 @@ def _text_merges():
 # --- bpe/get_stats --------------------------------------------------------------------------
 @probe("bpe/get_stats", hint="zip(ids, ids[1:]) walks the adjacent pairs; add 1 per pair to counts.get(pair, 0).")
 def counts_small_list(nb):
+    """get_stats of a short list of ids"""
     return sorted([list(p) + [c] for p, c in nb.get_stats([1, 2, 3, 1, 2]).items()])
 
 
@@ -77,22 +105,26 @@ def counts_random_list(nb):
 # --- bpe/merge ------------------------------------------------------------------------------
 @probe("bpe/merge", hint="After replacing a pair, skip both of its ids: [5, 5, 5] becomes [256, 5].")
 def merge_run_of_three(nb):
+    """merge([5, 5, 5, 6], (5, 5), 256)"""
     return nb.merge([5, 5, 5, 6], (5, 5), 256)
 
 
 @probe("bpe/merge", hint="A pair that never occurs leaves the list as it is.")
 def merge_absent_pair(nb):
+    """merge([1, 2, 3], (3, 1), 300)"""
     return nb.merge([1, 2, 3], (3, 1), 300)
 
 
 @probe("bpe/merge", hint="Check the last position: a pair at the very end must be merged too.")
 def merge_random_list(nb):
+    """merge(300 seeded ids in 0..3, (1, 2), 256)"""
     ids = np.random.default_rng(2).integers(0, 4, size=300).tolist()
     return nb.merge(ids, (1, 2), 256)
 
 
 @probe("bpe/merge", hint="Build a new list; do not change the list you were given.")
 def merge_leaves_input(nb):
+    """ids = [1, 2, 1, 2]; merge(ids, (1, 2), 256)"""
     ids = [1, 2, 1, 2]
     out = nb.merge(ids, (1, 2), 256)
     return {"input": ids, "out": out}
@@ -100,6 +132,7 @@ def merge_leaves_input(nb):
 
 @probe("bpe/merge", hint="Lists of length 0 and 1 have nothing to merge.")
 def merge_short_lists(nb):
+    """merge([], (1, 2), 256) and merge([1], (1, 2), 256)"""
     return [nb.merge([], (1, 2), 256), nb.merge([1], (1, 2), 256)]
 
 
@@ -128,12 +161,14 @@ def vocab_special_tokens(nb):
 # --- bpe/encode_chunk -----------------------------------------------------------------------
 @probe("bpe/encode_chunk", hint="Apply the merge with the lowest id first, not the pair you meet first from the left.")
 def encode_chunk_merge_order(nb):
+    """merges {(98, 99): 256, (97, 98): 257, (97, 256): 258}; encode_chunk of b'abc', b'abcab', b'ababab'"""
     tok = _tokenizer(nb, {(98, 99): 256, (97, 98): 257, (97, 256): 258})
     return [tok.encode_chunk(b"abc"), tok.encode_chunk(b"abcab"), tok.encode_chunk(b"ababab")]
 
 
 @probe("bpe/encode_chunk", hint="Merges build on earlier merges: keep merging until no pair present has a merge.")
 def encode_chunk_nested(nb):
+    """merges learned from a small English text; encode_chunk of ' the', ' king', ' thing', 'the king', ''"""
     tok = _tokenizer(nb, _text_merges())
     return [tok.encode_chunk(w.encode()) for w in (" the", " king", " thing", "the king", "")]
 
@@ -171,7 +206,7 @@ def decode_special_token(nb):
     return tok.decode([256, 257, 97])
 
 
-@probe("bpe/decode", hint="Raise ValueError for an id that is not in self.vocab.")
+@probe("bpe/decode", hint=("Raise ValueError for an id that is not in self.vocab.",))
 def decode_unknown_id(nb):
     tok = _tokenizer(nb, {(97, 98): 256})
     return [raised(tok.decode, [97, 257]), raised(tok.decode, [-1]), tok.decode([])]
@@ -206,7 +241,7 @@ def basic_stops_early(nb):
     return {"merges": _triples(tok.merges), "byte_ids_identity": tok.byte_ids == list(range(256))}
 
 
-@probe("bpe/basic_train", hint="vocab_size below 256 cannot hold the bytes: raise ValueError.")
+@probe("bpe/basic_train", hint=("vocab_size below 256 cannot hold the bytes: raise ValueError.",))
 def basic_rejects_small_vocab(nb):
     tok = nb.BasicTokenizer()
     return raised(tok.train, "hello", 255)
@@ -242,7 +277,7 @@ def regex_train_no_cross_chunk(nb):
     return _triples(tok.merges)
 
 
-@probe("bpe/regex_train", hint="Stop early when no pair is left in any chunk; raise ValueError for vocab_size < 256.")
+@probe("bpe/regex_train", hint=("Stop early when no pair is left in any chunk; raise ValueError for vocab_size < 256.",))
 def regex_train_edges(nb):
     tok = nb.RegexTokenizer()
     tok.train("hi hi", 1000)
@@ -260,7 +295,7 @@ def encode_plain_text(nb):
     return _special_tokenizer(nb).encode("the king thing  the\n")
 
 
-@probe("bpe/encode", hint="By default every registered special is disallowed: finding one in the text raises ValueError.")
+@probe("bpe/encode", hint=("By default every registered special is disallowed: finding one in the text raises ValueError.",))
 def encode_disallowed_raises(nb):
     tok = _special_tokenizer(nb)
     return [raised(tok.encode, "the <|endoftext|>"), raised(tok.encode, "<|fim|>", allowed_special={"<|endoftext|>"})]
@@ -351,7 +386,7 @@ def load_shuffled_bytes(nb):
         return _state(tok)
 
 
-@probe("bpe/load", hint="A wrong first line, or a truncated file, must raise ValueError.")
+@probe("bpe/load", hint=("A wrong first line, or a truncated file, must raise ValueError.",))
 def load_rejects_bad_files(nb):
     good = "llmc-bpe v1\npattern null\nbyte_ids identity\nspecial_tokens 0\nmerges 2\n97 98 256\n256 99 257\n"
     bad = {"magic": good.replace("v1", "v9"), "truncated": good[:-12], "not_a_number": good.replace("256 99", "x 99"),
@@ -407,7 +442,7 @@ def load_ranks_shuffled(nb):
     return _state(tok)
 
 
-@probe("bpe/load_ranks", hint="A rank table missing a single byte cannot encode every text: raise ValueError.")
+@probe("bpe/load_ranks", hint=("A rank table missing a single byte cannot encode every text: raise ValueError.",))
 def load_ranks_missing_byte(nb):
     ranks = _ranks([b"ab"])
     del ranks[bytes([200])]
@@ -435,7 +470,7 @@ def fast_train_overlapping_runs(nb):
     return _triples(nb.train_merges_fast({b"aaaa": 3, b"aaa": 2, b"aab": 4, b"baaab": 1}, 256 + 6))
 
 
-@probe("bpe/fast_train", hint="Stop when no pair is left; raise ValueError for vocab_size < 256.")
+@probe("bpe/fast_train", hint=("Stop when no pair is left; raise ValueError for vocab_size < 256.",))
 def fast_train_edges(nb):
     return {"merges": _triples(nb.train_merges_fast({b"hi": 2, b"h": 1}, 1000)),
             "empty": _triples(nb.train_merges_fast({}, 300)),

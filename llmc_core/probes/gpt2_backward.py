@@ -9,6 +9,32 @@ from llmc_core import numpy_gpt2 as ref
 from llmc_core.exercises import probe, raised
 from llmc_core.probes.gpt2_forward import PROBE_CONFIG, normal, random_params
 
+# Which earlier exercises each exercise runs (a layer's backward calls the backward of the layers inside it).
+USES = {
+    "gpt2_backward/attention": ("gpt2_backward/softmax",),
+    "gpt2_backward/block": ("gpt2_backward/layernorm", "gpt2_backward/matmul", "gpt2_backward/gelu", "gpt2_backward/residual",
+                            "gpt2_backward/attention"),
+    "gpt2_backward/model": ("gpt2_backward/encoder", "gpt2_backward/layernorm", "gpt2_backward/matmul",
+                            "gpt2_backward/crossentropy_softmax", "gpt2_backward/block"),
+}
+# The first hint of a failing check names the concept; the probe's own hint (the formula) comes on request.
+NUDGES = {
+    "gpt2_backward/encoder": "Each embedding row gets the gradients of every position that read it.",
+    "gpt2_backward/layernorm": "Every output of a row depends on every input of that row through the mean and the variance.",
+    "gpt2_backward/matmul": "The gradients of a matrix product are matrix products with the other factor transposed.",
+    "gpt2_backward/gelu": "Differentiate the tanh form of GELU with the product and chain rules.",
+    "gpt2_backward/residual": "An addition passes its gradient unchanged to both inputs.",
+    "gpt2_backward/softmax": "Softmax's Jacobian couples every output of a row with every input of that row.",
+    "gpt2_backward/attention": "Run attention's forward steps backwards: the weighted sum, the softmax, the scaled scores, each matmul's transpose.",
+    "gpt2_backward/crossentropy_softmax": "Softmax followed by cross-entropy has a famously simple combined gradient.",
+    "gpt2_backward/block": "Walk the block backwards; at each residual the gradient splits and adds up again.",
+    "gpt2_backward/model": "The model's backward runs every layer's backward in reverse order, starting from the mean loss.",
+    "gpt2_backward/flat_buffer": "One allocation, many views: slices and reshapes share memory.",
+    "gpt2_backward/adamw": "AdamW keeps running averages of the gradient and its square, corrects their bias, and decays weights separately.",
+}
+# Names for the parts of qkv-shaped arrays in mismatch messages: the last axis is q | k | v, each NH heads of HS channels.
+QKV_PARTS = lambda n_head, head_size: [("part", ("q", "k", "v")), ("head", n_head), ("channel", head_size)]
+
 # --- encoder ---------------------------------------------------------------------------------
 
 @probe("gpt2_backward/encoder", points=2, hint="dwte gets dout[b, t] in row idx[b, t]: use np.add.at so that repeated ids all count; dwpe[t] sums dout[:, t].")
@@ -23,6 +49,7 @@ def encoder_repeated_ids(nb):
 
 @probe("gpt2_backward/layernorm", points=3, hint="dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) with dxhat = dout * w; means over C.")
 def layernorm_grads(nb):
+    """x (2, 3, 6) seeded normal(4) * 2 + 1, w and b (6,), dout (2, 3, 6) seeded normal(7)"""
     _, cache = ref.layernorm_forward(normal(4, (2, 3, 6), 2.0, 1.0), normal(5, (6,), 0.5, 1.0), normal(6, (6,)))
     dx, dw, db = nb.layernorm_backward(normal(7, (2, 3, 6)), cache)
     return {"dx": dx, "dw": dw, "db": db}
@@ -59,6 +86,7 @@ def residual_grads(nb):
 
 @probe("gpt2_backward/softmax", points=2, hint="dx = probs * (dout - sum(dout * probs)) along the last axis.")
 def softmax_grads(nb):
+    """scores (2, 3, 5) seeded normal(14) * 2, dout (2, 3, 5) seeded normal(15)"""
     _, cache = ref.softmax_forward(normal(14, (2, 3, 5), 2.0))
     return nb.softmax_backward(normal(15, (2, 3, 5)), cache)
 
@@ -71,14 +99,18 @@ def softmax_masked_grads(nb):
 
 # --- attention -------------------------------------------------------------------------------
 
-@probe("gpt2_backward/attention", points=3, hint="dv = att^T @ dout, datt = dout @ v^T, dpreatt = softmax_backward(datt, att) / sqrt(HS), dq = dpreatt @ k, dk = dpreatt^T @ q; then back to (B, T, 3C).")
+@probe("gpt2_backward/attention", points=3, hint="dv = att^T @ dout, datt = dout @ v^T, dpreatt = softmax_backward(datt, att) / sqrt(HS), dq = dpreatt @ k, dk = dpreatt^T @ q; then back to (B, T, 3C).",
+       layout=("b", "t", QKV_PARTS(2, 4)))
 def attention_grads(nb):
+    """qkv (2, 5, 24) seeded normal(16), n_head 2 (HS 4); dout (2, 5, 8) seeded normal(17)"""
     _, cache = ref.attention_forward(normal(16, (2, 5, 3 * 8)), 2)
     return nb.attention_backward(normal(17, (2, 5, 8)), cache)
 
 
-@probe("gpt2_backward/attention", hint="A gradient at position t only flows to positions s <= t: the masked weights are 0.")
+@probe("gpt2_backward/attention", hint="A gradient at position t only flows to positions s <= t: the masked weights are 0.",
+       layout={"result['past gradient']": ("t", QKV_PARTS(2, 2))})
 def attention_grads_stay_in_the_past(nb):
+    """qkv (1, 6, 12) seeded normal(18), n_head 2 (HS 2); dout zero except at position 2"""
     _, cache = ref.attention_forward(normal(18, (1, 6, 3 * 4)), 2)
     dout = np.zeros((1, 6, 4))
     dout[0, 2] = normal(19, (4,))  # only position 2 has a gradient
@@ -97,8 +129,11 @@ def crossentropy_softmax_grads(nb):
 
 # --- block and model -------------------------------------------------------------------------
 
-@probe("gpt2_backward/block", points=3, hint="Reverse block_forward's order; at each residual, the gradient goes both ways and adds up where the paths meet.")
+@probe("gpt2_backward/block", points=3, hint="Reverse block_forward's order; at each residual, the gradient goes both ways and adds up where the paths meet.",
+       layout={"result['dx']": ("b", "t", "channel"), "result['h.1.attn.c_attn.weight']": ("in", QKV_PARTS(2, 4)),
+               "result['h.1.attn.c_attn.bias']": (QKV_PARTS(2, 4),)})
 def block_grads(nb):
+    """block 1 of the probe model (C 8, 2 heads), x (2, 4, 8) seeded normal(24), dout seeded normal(25)"""
     params = random_params(PROBE_CONFIG, seed=23)
     _, cache = ref.block_forward(params, 1, normal(24, (2, 4, PROBE_CONFIG.n_embd)), PROBE_CONFIG)
     grads = {name: np.zeros_like(p) for name, p in params.items()}
@@ -127,8 +162,10 @@ def model_loss(nb):
     return float(loss)
 
 
-@probe("gpt2_backward/model", points=4, hint="dlosses = 1 / (B*T); then the fused softmax/cross-entropy, the lm head (its dw transposed into wte), ln_f, the blocks in reverse, the encoder (into wte again).")
+@probe("gpt2_backward/model", points=4, hint="dlosses = 1 / (B*T); then the fused softmax/cross-entropy, the lm head (its dw transposed into wte), ln_f, the blocks in reverse, the encoder (into wte again).",
+       layout={"result['h.0.attn.c_attn.weight']": ("in", QKV_PARTS(2, 4))})
 def model_grads(nb):
+    """the probe model (2 layers, C 8, 2 heads, V 32), idx and targets (2, 5) seeded 31, params seeded 32"""
     idx, targets = model_inputs(31)
     _, grads = nb.gpt2_loss_and_grads(random_params(PROBE_CONFIG, seed=32), idx, targets, PROBE_CONFIG)
     return {name: grads[name] for name in ("wte.weight", "wpe.weight", "h.0.attn.c_attn.weight", "h.1.mlp.c_fc.bias", "ln_f.weight", "ln_f.bias")}
@@ -144,7 +181,7 @@ def model_accumulates(nb):
     return {"same dict": returned is grads, "dtype": str(grads["wte.weight"].dtype), "h.0.ln_1.weight": grads["h.0.ln_1.weight"].astype(np.float64)}
 
 
-@probe("gpt2_backward/model", hint="targets must have the shape of idx: raise ValueError otherwise.")
+@probe("gpt2_backward/model", hint=("targets must have the shape of idx: raise ValueError otherwise.",))
 def model_target_shape(nb):
     idx, targets = model_inputs(35)
     return raised(nb.gpt2_loss_and_grads, random_params(PROBE_CONFIG, seed=36), idx, targets[:, :-1], PROBE_CONFIG)
@@ -185,6 +222,6 @@ def adamw_first_step(nb):
     return param
 
 
-@probe("gpt2_backward/adamw", hint="step counts from 1; step 0 must raise ValueError.")
+@probe("gpt2_backward/adamw", hint=("step counts from 1; step 0 must raise ValueError.",))
 def adamw_step_zero(nb):
     return raised(nb.adamw_update, np.zeros(2), np.ones(2), np.zeros(2), np.zeros(2), 0, 0.1)

@@ -10,6 +10,33 @@ from llmc_core.gpt2 import GPT2Config
 
 PROBE_CONFIG = GPT2Config(block_size=8, vocab_size=32, n_layer=2, n_head=2, n_embd=8)
 
+# Which earlier exercises each exercise runs (layers call the layers before them).
+USES = {
+    "gpt2_forward/attention_loop": ("gpt2_forward/softmax",),
+    "gpt2_forward/attention": ("gpt2_forward/softmax",),
+    "gpt2_forward/block": ("gpt2_forward/layernorm", "gpt2_forward/matmul", "gpt2_forward/gelu", "gpt2_forward/residual",
+                           "gpt2_forward/attention"),
+    "gpt2_forward/model": ("gpt2_forward/encoder", "gpt2_forward/layernorm", "gpt2_forward/matmul", "gpt2_forward/block"),
+    "gpt2_forward/sampling_probs": ("gpt2_forward/softmax",),
+    "gpt2_forward/sample": ("gpt2_forward/sampling_probs",),
+}
+# The first hint of a failing check names the concept; the probe's own hint (the formula) comes on request.
+NUDGES = {
+    "gpt2_forward/encoder": "Each position gets its token's embedding plus its position's embedding.",
+    "gpt2_forward/layernorm": "Layernorm normalizes each position's C channels, then scales and shifts them.",
+    "gpt2_forward/matmul": "A linear layer: a matrix product plus an optional bias.",
+    "gpt2_forward/gelu": "GPT-2 uses the tanh approximation of GELU.",
+    "gpt2_forward/residual": "A residual connection adds a branch's output to its input.",
+    "gpt2_forward/softmax": "Softmax turns scores into probabilities along the last axis, stably.",
+    "gpt2_forward/attention_loop": "Causal self-attention: each position mixes the values of itself and the positions before it.",
+    "gpt2_forward/attention": "The same attention as the loop, with all heads and positions in batched matrix products.",
+    "gpt2_forward/crossentropy": "Cross-entropy is the negative log of the probability given to the right token.",
+    "gpt2_forward/block": "A transformer block: two residual branches, each reading a layernormed input.",
+    "gpt2_forward/model": "The model: embeddings, the blocks, a final layernorm, then the tied language-model head.",
+    "gpt2_forward/sampling_probs": "Temperature rescales the logits; top-k keeps only the k most likely tokens.",
+    "gpt2_forward/sample": "Sampling draws one token from the distribution with a single uniform number.",
+}
+
 
 def random_params(config, seed, dtype=np.float64):
     """GPT-2 weights with HF names, random everywhere (layernorm weights near 1, biases nonzero)."""
@@ -49,17 +76,17 @@ def encoder_random_ids(nb):
     return out
 
 
-@probe("gpt2_forward/encoder", hint="Check idx.dtype with np.issubdtype(idx.dtype, np.integer) and raise TypeError.")
+@probe("gpt2_forward/encoder", hint=("Check idx.dtype with np.issubdtype(idx.dtype, np.integer) and raise TypeError.",))
 def encoder_float_ids(nb):
     return raised(nb.encoder_forward, np.zeros((1, 3)), normal(1, (10, 4)), normal(2, (7, 4)))
 
 
-@probe("gpt2_forward/encoder", hint="T larger than the number of rows of wpe must raise ValueError.")
+@probe("gpt2_forward/encoder", hint=("T larger than the number of rows of wpe must raise ValueError.",))
 def encoder_too_long(nb):
     return raised(nb.encoder_forward, np.zeros((1, 8), dtype=np.int64), normal(1, (10, 4)), normal(2, (7, 4)))
 
 
-@probe("gpt2_forward/encoder", hint="An id outside 0..V-1 must raise ValueError (negative ids would silently index from the end).")
+@probe("gpt2_forward/encoder", hint=("An id outside 0..V-1 must raise ValueError (negative ids would silently index from the end).",))
 def encoder_id_out_of_range(nb):
     return raised(nb.encoder_forward, np.array([[1, -1, 2]]), normal(1, (10, 4)), normal(2, (7, 4)))
 
@@ -79,7 +106,7 @@ def layernorm_constant_row(nb):
     return out
 
 
-@probe("gpt2_forward/layernorm", hint="Keep float32 float32: use Python floats for constants, not float64 numpy scalars.")
+@probe("gpt2_forward/layernorm", hint=("Keep float32 float32: use Python floats for constants, not float64 numpy scalars.",))
 def layernorm_keeps_float32(nb):
     out, _ = nb.layernorm_forward(normal(3, (2, 3, 6), dtype=np.float32), np.ones(6, np.float32), np.zeros(6, np.float32))
     return str(out.dtype)
@@ -99,7 +126,7 @@ def matmul_without_bias(nb):
     return out
 
 
-@probe("gpt2_forward/matmul", hint="x.shape[-1] must equal w.shape[0]; raise ValueError otherwise.")
+@probe("gpt2_forward/matmul", hint=("x.shape[-1] must equal w.shape[0]; raise ValueError otherwise.",))
 def matmul_shape_mismatch(nb):
     return raised(nb.matmul_forward, normal(6, (2, 3, 4)), normal(7, (5, 5)), None)
 
@@ -112,7 +139,7 @@ def gelu_values(nb):
     return out
 
 
-@probe("gpt2_forward/gelu", hint="np.sqrt(2 / np.pi) is a float64 scalar and upcasts float32; use math.sqrt.")
+@probe("gpt2_forward/gelu", hint=("np.sqrt(2 / np.pi) is a float64 scalar and upcasts float32; use math.sqrt.",))
 def gelu_keeps_float32(nb):
     out, _ = nb.gelu_forward(np.linspace(-3.0, 3.0, 7, dtype=np.float32))
     return str(out.dtype)
@@ -148,19 +175,25 @@ def softmax_masked_scores(nb):
 
 # --- attention -------------------------------------------------------------------------------
 
-@probe("gpt2_forward/attention_loop", points=2, hint="Scores q_t . k_s / sqrt(HS) for s <= t only; softmax; weighted sum of v_s. Head h uses channels h*HS..(h+1)*HS-1 of q, k and v.")
+@probe("gpt2_forward/attention_loop", points=2, hint="Scores q_t . k_s / sqrt(HS) for s <= t only; softmax; weighted sum of v_s. Head h uses channels h*HS..(h+1)*HS-1 of q, k and v.",
+       layout=("b", "t", [("head", 2), ("channel", 4)]))
 def attention_loop_random(nb):
+    """qkv (2, 5, 24) seeded normal(12), n_head 2 (HS 4)"""
     return nb.attention_forward_loop(normal(12, (2, 5, 3 * 8)), 2)
 
 
-@probe("gpt2_forward/attention", points=2, hint="Reshape to (B, NH, T, HS) with reshape(B, T, NH, HS).transpose(0, 2, 1, 3); mask s > t with -inf before the softmax.")
+@probe("gpt2_forward/attention", points=2, hint="Reshape to (B, NH, T, HS) with reshape(B, T, NH, HS).transpose(0, 2, 1, 3); mask s > t with -inf before the softmax.",
+       layout=("b", "t", [("head", 2), ("channel", 4)]))
 def attention_random(nb):
+    """qkv (2, 5, 24) seeded normal(12), n_head 2 (HS 4)"""
     out, _ = nb.attention_forward(normal(12, (2, 5, 3 * 8)), 2)
     return out
 
 
-@probe("gpt2_forward/attention", hint="The cache's att is (B, NH, T, T): rows sum to 1, the upper triangle (the future) is 0.")
+@probe("gpt2_forward/attention", hint="The cache's att is (B, NH, T, T): rows sum to 1, the upper triangle (the future) is 0.",
+       layout={"result['att']": ("b", "head", "query t", "key t")})
 def attention_weights(nb):
+    """qkv (1, 4, 12) seeded normal(13), n_head 2 (HS 2)"""
     _, (q, k, v, att) = nb.attention_forward(normal(13, (1, 4, 3 * 4)), 2)
     return {"q shape": list(q.shape), "att": att}
 
@@ -176,7 +209,7 @@ def attention_is_causal(nb):
             "future changed": bool(not np.allclose(out[:, 3:], out_changed[:, 3:]))}
 
 
-@probe("gpt2_forward/attention", hint="Raise ValueError when the channels of qkv are not 3 * n_head * HS.")
+@probe("gpt2_forward/attention", hint=("Raise ValueError when the channels of qkv are not 3 * n_head * HS.",))
 def attention_bad_heads(nb):
     return raised(nb.attention_forward, normal(12, (1, 2, 3 * 8)), 3)
 
@@ -191,7 +224,7 @@ def crossentropy_random(nb):
     return losses
 
 
-@probe("gpt2_forward/crossentropy", hint="A target outside 0..V-1 must raise ValueError.")
+@probe("gpt2_forward/crossentropy", hint=("A target outside 0..V-1 must raise ValueError.",))
 def crossentropy_bad_target(nb):
     probs = np.full((1, 2, 4), 0.25)
     return raised(nb.crossentropy_forward, probs, np.array([[0, 4]]))
@@ -213,14 +246,14 @@ def model_logits(nb):
     return logits
 
 
-@probe("gpt2_forward/model", hint="gpt2_forward must run in the dtype of the weights: float32 in, float32 logits out.", rtol=1e-4, atol=1e-5)
+@probe("gpt2_forward/model", hint=("gpt2_forward must run in the dtype of the weights: float32 in, float32 logits out.",), rtol=1e-4, atol=1e-5)
 def model_float32(nb):
     idx = np.random.default_rng(22).integers(0, PROBE_CONFIG.vocab_size, (1, 4))
     logits = nb.gpt2_forward(random_params(PROBE_CONFIG, seed=23, dtype=np.float32), idx, PROBE_CONFIG)
     return {"dtype": str(logits.dtype), "logits": logits.astype(np.float64)}
 
 
-@probe("gpt2_forward/model", hint="T larger than config.block_size must raise ValueError.")
+@probe("gpt2_forward/model", hint=("T larger than config.block_size must raise ValueError.",))
 def model_too_long(nb):
     idx = np.zeros((1, PROBE_CONFIG.block_size + 1), dtype=np.int64)
     return raised(nb.model_forward, random_params(PROBE_CONFIG, seed=24), idx, PROBE_CONFIG)
@@ -239,7 +272,7 @@ def sampling_probs_top1(nb):
     return nb.sampling_probs(normal(26, (9,)), 1.0, 1)
 
 
-@probe("gpt2_forward/sampling_probs", hint="temperature <= 0 and top_k outside 1..V raise ValueError.")
+@probe("gpt2_forward/sampling_probs", hint=("temperature <= 0 and top_k outside 1..V raise ValueError.",))
 def sampling_probs_bad_arguments(nb):
     logits = normal(27, (5,))
     return [raised(nb.sampling_probs, logits, 0.0), raised(nb.sampling_probs, logits, 1.0, 0), raised(nb.sampling_probs, logits, 1.0, 6)]

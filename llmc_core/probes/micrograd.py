@@ -16,6 +16,32 @@ from llmc_core.plotting import graph_nodes
 
 PRESET_GRAD = 0.25  # what a child's grad holds before a probe's backward step: += must keep it
 
+OPS = ("micrograd/value_ops", "micrograd/pow", "micrograd/more_ops", "micrograd/tanh", "micrograd/relu", "micrograd/exp_log")
+# Which earlier exercises each exercise runs; a probe with its own `uses=` says more precisely.
+USES = {
+    "micrograd/more_ops": ("micrograd/value_ops", "micrograd/pow"),  # -, / and reflected ops are built from + * **
+    "micrograd/backward": OPS + ("micrograd/topo_order",),
+    "micrograd/neuron": ("micrograd/value_ops", "micrograd/tanh"),
+    "micrograd/mlp": ("micrograd/neuron",),
+    "micrograd/loss": ("micrograd/value_ops", "micrograd/more_ops", "micrograd/relu"),
+}
+# The first hint of a failing check names the concept; the probe's own hint (the formula) comes on request.
+NUDGES = {
+    "micrograd/finite_difference": "A derivative is a slope: the change in f over a small change in x.",
+    "micrograd/value_ops": "Each op's _backward applies the chain rule: local derivative times out.grad, accumulated into each child.",
+    "micrograd/pow": "The power rule, applied in _backward with the chain rule.",
+    "micrograd/more_ops": "These ops can be compositions of the ones you already have.",
+    "micrograd/tanh": "The derivative of tanh can be written with tanh's own output.",
+    "micrograd/relu": "relu is a switch: the gradient passes where the input was positive.",
+    "micrograd/exp_log": "Use the derivatives of exp and log, each times out.grad.",
+    "micrograd/topo_order": "A topological order lists every node after all of its children (a depth-first search).",
+    "micrograd/backward": "Backpropagation visits nodes from the output back, each after everything that uses it.",
+    "micrograd/zero_grad": "Gradients accumulate until something resets them.",
+    "micrograd/neuron": "A neuron is a weighted sum plus a bias, then a nonlinearity.",
+    "micrograd/mlp": "An MLP is layers of neurons, each layer's outputs feeding the next.",
+    "micrograd/loss": "The hinge loss and the L2 penalty are built from the Value ops.",
+}
+
 
 def _sweep(root, upstream):
     """Backpropagate `upstream` from `root` through the learner's `_backward` closures."""
@@ -53,13 +79,13 @@ def sine_at_2_has_negative_slope(nb):
     return nb.numerical_derivative(math.sin, 2.0)
 
 
-@probe("micrograd/finite_difference", hint="Use the step h you are given, not a fixed one; a large h shows which formula you used.",
+@probe("micrograd/finite_difference", hint=("Use the step h you are given, not a fixed one; a large h shows which formula you used.",),
        rtol=1e-9, atol=1e-9)
 def cubic_with_large_step_h(nb):
     return nb.numerical_derivative(lambda x: x**3, 0.7, h=0.1)
 
 
-@probe("micrograd/finite_difference", hint="Check h before using it, and raise the error the docstring names.")
+@probe("micrograd/finite_difference", hint=("Check h before using it, and raise the error the docstring names.",))
 def step_h_must_be_positive(nb):
     return {"zero": raised(nb.numerical_derivative, math.sin, 1.0, h=0.0),
             "negative": raised(nb.numerical_derivative, math.sin, 1.0, h=-1e-3)}
@@ -69,6 +95,7 @@ def step_h_must_be_positive(nb):
 
 @probe("micrograd/value_ops", hint="The local derivative of a + b is 1 for each input; multiply it by out.grad and add (+=) it to each child's grad.")
 def add_two_values(nb):
+    """a, b = Value(-1.7), Value(2.3), grads preset to 0.25; out = a + b; out._backward() once with out.grad = -1.5"""
     a, b = _leaves(nb, -1.7, 2.3)
     out = a + b
     _one_step(out)
@@ -77,6 +104,7 @@ def add_two_values(nb):
 
 @probe("micrograd/value_ops", hint="d(a*b)/da is b and d(a*b)/db is a; each is multiplied by out.grad and added (+=) to the child's grad.")
 def mul_two_values(nb):
+    """a, b = Value(-1.7), Value(2.3), grads preset to 0.25; out = a * b; out._backward() once with out.grad = -1.5"""
     a, b = _leaves(nb, -1.7, 2.3)
     out = a * b
     _one_step(out)
@@ -85,6 +113,7 @@ def mul_two_values(nb):
 
 @probe("micrograd/value_ops", hint="A plain number on the right must be wrapped into a Value before you use .data.")
 def add_and_mul_plain_number(nb):
+    """a, b = Value(0.6), Value(-2.2), grads preset to 0.25; s = a + 3.5, p = b * -0.8; each _backward() once with grad 2.5"""
     a, b = _leaves(nb, 0.6, -2.2)
     s, p = a + 3.5, b * -0.8
     _one_step(s, 2.5)
@@ -94,6 +123,7 @@ def add_and_mul_plain_number(nb):
 
 @probe("micrograd/value_ops", hint="In a * a both children are the same node: two += into one grad, so an = loses one of them.")
 def same_node_on_both_sides(nb):
+    """a = Value(-1.3), grad preset to 0.25; s = a + a (_backward with 0.7), p = a * a (_backward with -1.5)"""
     a, = _leaves(nb, -1.3)
     s, p = a + a, a * a
     _one_step(s, 0.7)
@@ -101,7 +131,7 @@ def same_node_on_both_sides(nb):
     return {"a+a": s.data, "a*a": p.data, "a.grad": a.grad}
 
 
-@probe("micrograd/value_ops", hint="Pass the two inputs as the new Value's children, so that backward can find them.")
+@probe("micrograd/value_ops", hint=("Pass the two inputs as the new Value's children, so that backward can find them.",))
 def result_remembers_its_children(nb):
     a, b = nb.Value(1.5), nb.Value(-0.5)
     return {"a+b has a and b": {id(a), id(b)} == {id(c) for c in (a + b)._prev},
@@ -115,6 +145,7 @@ POW_HINT = "d(x**k)/dx is k * x**(k - 1); times out.grad, added to x.grad."
 
 @probe("micrograd/pow", hint=POW_HINT)
 def pow_int_exponent_of_negative_base(nb):
+    """x = Value(-1.3), grad preset to 0.25; out = x ** 3; out._backward() once with out.grad = -1.5"""
     x, = _leaves(nb, -1.3)
     out = x ** 3
     _one_step(out)
@@ -123,6 +154,7 @@ def pow_int_exponent_of_negative_base(nb):
 
 @probe("micrograd/pow", hint=POW_HINT)
 def pow_fractional_exponent(nb):
+    """x = Value(2.2), grad preset to 0.25; out = x ** 0.5; out._backward() once with out.grad = -1.5"""
     x, = _leaves(nb, 2.2)
     out = x ** 0.5
     _one_step(out)
@@ -131,20 +163,21 @@ def pow_fractional_exponent(nb):
 
 @probe("micrograd/pow", hint=POW_HINT)
 def pow_negative_exponent(nb):
+    """x = Value(1.7), grad preset to 0.25; out = x ** -2; out._backward() once with out.grad = -1.5"""
     x, = _leaves(nb, 1.7)
     out = x ** -2
     _one_step(out)
     return {"data": out.data, "x.grad": x.grad}
 
 
-@probe("micrograd/pow", hint="Check the exponent's type first: only int and float are allowed, a Value or a string raises TypeError.")
+@probe("micrograd/pow", hint=("Check the exponent's type first: only int and float are allowed, a Value or a string raises TypeError.",))
 def pow_rejects_non_number_exponent(nb):
     x = nb.Value(2.0)
     return {"Value exponent": raised(lambda: x ** nb.Value(2.0)),
             "str exponent": raised(lambda: x ** "2")}
 
 
-@probe("micrograd/pow", hint="A negative base with a non-whole exponent has no real result: raise the error the docstring names.")
+@probe("micrograd/pow", hint=("A negative base with a non-whole exponent has no real result: raise the error the docstring names.",))
 def pow_negative_base_fractional_exponent_raises(nb):
     return raised(lambda: nb.Value(-2.0) ** 0.5)
 
@@ -163,36 +196,43 @@ def _composed(nb, make, *xs, upstream=1.25):
 
 @probe("micrograd/more_ops", hint=COMPOSED_HINT)
 def negation(nb):
+    """a = Value(1.9), grad preset to 0.25; out = -a; backpropagated from out.grad = 1.25"""
     return _composed(nb, lambda a: -a, 1.9)
 
 
 @probe("micrograd/more_ops", hint=COMPOSED_HINT)
 def subtract_two_values(nb):
+    """a, b = Value(-0.4), Value(2.6), grads preset to 0.25; out = a - b; backpropagated from out.grad = 1.25"""
     return _composed(nb, lambda a, b: a - b, -0.4, 2.6)
 
 
 @probe("micrograd/more_ops", hint=COMPOSED_HINT)
 def divide_two_values(nb):
+    """a, b = Value(-1.1), Value(2.3), grads preset to 0.25; out = a / b; backpropagated from out.grad = 1.25"""
     return _composed(nb, lambda a, b: a / b, -1.1, 2.3)
 
 
 @probe("micrograd/more_ops", hint=COMPOSED_HINT)
 def subtract_and_divide_by_plain_number(nb):
+    """a = Value(2.7), grad preset to 0.25; out = (a - 0.6) / 1.6; backpropagated from out.grad = 1.25"""
     return _composed(nb, lambda a: (a - 0.6) / 1.6, 2.7)
 
 
 @probe("micrograd/more_ops", hint="2 + a calls a.__radd__(2): Python asks the right operand when the left one (an int) gives up.")
 def reflected_add_and_mul(nb):
+    """a = Value(-0.9), grad preset to 0.25; out = 2 + 3 * a; backpropagated from out.grad = 1.25"""
     return _composed(nb, lambda a: 2 + 3 * a, -0.9)
 
 
 @probe("micrograd/more_ops", hint="2 - a is a.__rsub__(2): mind the order, it is other - self.")
 def reflected_sub(nb):
+    """a = Value(1.4), grad preset to 0.25; out = 2 - a; backpropagated from out.grad = 1.25"""
     return _composed(nb, lambda a: 2 - a, 1.4)
 
 
 @probe("micrograd/more_ops", hint="2 / a is a.__rtruediv__(2): mind the order, it is other / self.")
 def reflected_div(nb):
+    """a = Value(-1.6), grad preset to 0.25; out = 2 / a; backpropagated from out.grad = 1.25"""
     return _composed(nb, lambda a: 2 / a, -1.6)
 
 
@@ -210,15 +250,17 @@ TANH_HINT = "d tanh(x)/dx = 1 - tanh(x)**2: reuse the output value you computed.
 
 @probe("micrograd/tanh", hint=TANH_HINT)
 def tanh_positive_input(nb):
+    """x = Value(0.8), grad preset to 0.25; out = x.tanh(); out._backward() once with out.grad = -1.5"""
     return _unary(nb, "tanh", 0.8)
 
 
 @probe("micrograd/tanh", hint=TANH_HINT)
 def tanh_negative_input(nb):
+    """x = Value(-1.9), grad preset to 0.25; out = x.tanh(); out._backward() once with out.grad = -1.5"""
     return _unary(nb, "tanh", -1.9)
 
 
-@probe("micrograd/tanh", hint="exp(2x) overflows for large x: compute tanh with math.tanh, which saturates at ±1.")
+@probe("micrograd/tanh", hint=("exp(2x) overflows for large x: compute tanh with math.tanh, which saturates at ±1.",))
 def tanh_large_input_does_not_overflow(nb):
     return {"+400": _unary(nb, "tanh", 400.0), "-400": _unary(nb, "tanh", -400.0)}
 
@@ -228,30 +270,35 @@ RELU_HINT = "relu passes out.grad through where its input was positive and nothi
 
 @probe("micrograd/relu", hint=RELU_HINT)
 def relu_positive_input(nb):
+    """x = Value(1.3), grad preset to 0.25; out = x.relu(); out._backward() once with out.grad = -1.5"""
     return _unary(nb, "relu", 1.3)
 
 
 @probe("micrograd/relu", hint=RELU_HINT)
 def relu_negative_input(nb):
+    """x = Value(-0.7), grad preset to 0.25; out = x.relu(); out._backward() once with out.grad = -1.5"""
     return _unary(nb, "relu", -0.7)
 
 
-@probe("micrograd/relu", hint="At exactly 0 the docstring fixes the gradient; compare the input with 0 strictly.")
+@probe("micrograd/relu", hint=("At exactly 0 the docstring fixes the gradient; compare the input with 0 strictly.",))
 def relu_at_zero(nb):
+    """x = Value(0.0), grad preset to 0.25; out = x.relu(); out._backward() once with out.grad = -1.5"""
     return _unary(nb, "relu", 0.0)
 
 
 @probe("micrograd/exp_log", hint="d exp(x)/dx = exp(x): reuse the output value.")
 def exp_positive_and_negative_input(nb):
+    """x = Value(0.7) and Value(-2.1), grads preset to 0.25; out = x.exp(); out._backward() once with out.grad = -1.5"""
     return {"0.7": _unary(nb, "exp", 0.7), "-2.1": _unary(nb, "exp", -2.1)}
 
 
 @probe("micrograd/exp_log", hint="d log(x)/dx = 1/x, with the input x, not the output.")
 def log_of_positive_input(nb):
+    """x = Value(2.9) and Value(0.05), grads preset to 0.25; out = x.log(); out._backward() once with out.grad = -1.5"""
     return {"2.9": _unary(nb, "log", 2.9), "0.05": _unary(nb, "log", 0.05)}
 
 
-@probe("micrograd/exp_log", hint="Check the input before calling math.log, and raise the error the docstring names.")
+@probe("micrograd/exp_log", hint=("Check the input before calling math.log, and raise the error the docstring names.",))
 def log_of_non_positive_input_raises(nb):
     return {"0": raised(lambda: nb.Value(0.0).log()), "-1.5": raised(lambda: nb.Value(-1.5).log())}
 
@@ -301,13 +348,13 @@ def diamonds_in_a_layered_graph(nb):
     return _order_facts(root, nb.topological_order(root))
 
 
-@probe("micrograd/topo_order", hint="A leaf on its own is a graph of one node.")
+@probe("micrograd/topo_order", hint=("A leaf on its own is a graph of one node.",))
 def single_leaf(nb):
     leaf = nb.Value(2.0)
     return _order_facts(leaf, nb.topological_order(leaf))
 
 
-@probe("micrograd/topo_order", hint="Recursion stops at about 1,000 nested calls: keep your own stack (a list) of nodes to visit.")
+@probe("micrograd/topo_order", hint=("Recursion stops at about 1,000 nested calls: keep your own stack (a list) of nodes to visit.",))
 def chain_of_20000_nodes_without_recursion(nb):
     node = nb.Value(0.5)
     for i in range(20000):
@@ -330,15 +377,17 @@ BACKWARD_HINT = ("Seed the output's grad, then call each node's _backward in rev
                  "This uses every op: if an op exercise fails, fix that first.")
 
 
-@probe("micrograd/backward", hint=BACKWARD_HINT)
+@probe("micrograd/backward", hint=BACKWARD_HINT, uses=OPS + ("micrograd/topo_order",))
 def expression_with_every_op(nb):
+    """h = tanh(a*b + c); out = h*d - a/c + exp(b**2)*0.1 + log(c + 3) - relu(h*a + 2), a..d seeded in ±[0.5, 2]; out.backward()"""
     out, leaves = _expression(nb)
     out.backward()
     return {"out": out.data, "out.grad": out.grad, "leaf grads": [v.grad for v in leaves]}
 
 
-@probe("micrograd/backward", hint="b = a + a; c = b + b: each node must be processed once, after everything that uses it.")
+@probe("micrograd/backward", hint="b = a + a; c = b + b: each node must be processed once, after everything that uses it.", uses=("micrograd/value_ops", "micrograd/topo_order"))
 def node_used_twice(nb):
+    """a = Value(-1.5); b = a + a; c = b + b; c.backward()"""
     a = nb.Value(-1.5)
     b = a + a
     c = b + b
@@ -346,8 +395,9 @@ def node_used_twice(nb):
     return {"c": c.data, "a.grad": a.grad, "b.grad": b.grad}
 
 
-@probe("micrograd/backward", hint="A node used by two later nodes collects grad from both before passing it on.")
+@probe("micrograd/backward", hint="A node used by two later nodes collects grad from both before passing it on.", uses=("micrograd/value_ops", "micrograd/tanh", "micrograd/topo_order"))
 def intermediate_used_by_two_nodes(nb):
+    """x = Value(0.7); h = tanh(x * -1.3); out = h*h + h*2.5; out.backward()"""
     x = nb.Value(0.7)
     h = (x * -1.3).tanh()
     out = h * h + h * 2.5
@@ -355,8 +405,9 @@ def intermediate_used_by_two_nodes(nb):
     return {"out": out.data, "x.grad": x.grad, "h.grad": h.grad}
 
 
-@probe("micrograd/backward", hint="Leaf grads accumulate across calls; intermediate grads must start from 0 at each call.")
+@probe("micrograd/backward", hint="Leaf grads accumulate across calls; intermediate grads must start from 0 at each call.", uses=OPS + ("micrograd/topo_order",))
 def backward_called_twice_doubles_leaf_grads(nb):
+    """the every-op expression; out.backward() twice"""
     out, leaves = _expression(nb)
     out.backward()
     once = [v.grad for v in leaves]
@@ -364,16 +415,18 @@ def backward_called_twice_doubles_leaf_grads(nb):
     return {"after one call": once, "after two calls": [v.grad for v in leaves]}
 
 
-@probe("micrograd/backward", hint="A leaf's grad may already hold something: backward adds to it and does not overwrite it.")
+@probe("micrograd/backward", hint="A leaf's grad may already hold something: backward adds to it and does not overwrite it.", uses=("micrograd/value_ops", "micrograd/tanh", "micrograd/topo_order"))
 def accumulates_into_existing_leaf_grads(nb):
+    """a, b = Value(1.2), Value(-0.6), grads preset to 0.25; out = tanh(a*b) * 1.7; out.backward()"""
     a, b = _leaves(nb, 1.2, -0.6)
     out = (a * b).tanh() * 1.7
     out.backward()
     return {"a.grad": a.grad, "b.grad": b.grad}
 
 
-@probe("micrograd/backward", hint="When a second output is backpropagated, the grad the first one left in a shared intermediate must not count again.")
+@probe("micrograd/backward", hint="When a second output is backpropagated, the grad the first one left in a shared intermediate must not count again.", uses=("micrograd/value_ops", "micrograd/tanh", "micrograd/topo_order"))
 def two_outputs_share_an_intermediate(nb):
+    """h = tanh(Value(0.9) * Value(-1.4)); (h*2).backward(), then (h*-3).backward()"""
     a, b = nb.Value(0.9), nb.Value(-1.4)
     h = (a * b).tanh()
     first, second = h * 2.0, h * -3.0
@@ -382,8 +435,9 @@ def two_outputs_share_an_intermediate(nb):
     return {"a.grad": a.grad, "b.grad": b.grad}
 
 
-@probe("micrograd/backward", hint="Recursion stops at about 1,000 nested calls: sort with your own stack, then sweep with a loop.")
+@probe("micrograd/backward", hint=("Recursion stops at about 1,000 nested calls: sort with your own stack, then sweep with a loop.",), uses=("micrograd/value_ops", "micrograd/topo_order"))
 def chain_of_20000_ops_without_recursion(nb):
+    """y = x = Value(0.9); 10,000 times y = y*1.0001 + 0.0001; y.backward()"""
     x = nb.Value(0.9)
     y = x
     for i in range(10000):
@@ -396,22 +450,25 @@ def chain_of_20000_ops_without_recursion(nb):
 
 @probe("micrograd/zero_grad", hint="Set .grad of every Value you are given back to 0.")
 def zero_grad_resets_every_value(nb):
+    """Values 1.5, -0.5, 2.5 with grads 0.25, -3.0, 0.25; zero_grad(that list)"""
     values = _leaves(nb, 1.5, -0.5, 2.5)
     values[1].grad = -3.0
     nb.zero_grad(values)
     return [v.grad for v in values]
 
 
-@probe("micrograd/zero_grad", hint="Loop over what you are given once; it may be a generator, not a list.")
+@probe("micrograd/zero_grad", hint=("Loop over what you are given once; it may be a generator, not a list.",))
 def zero_grad_takes_a_generator(nb):
+    """Values 1.5, -0.5 with grads 0.25; zero_grad(a generator over them)"""
     values = _leaves(nb, 1.5, -0.5)
     nb.zero_grad(v for v in values)
     return [v.grad for v in values]
 
 
 @probe("micrograd/zero_grad", hint="After zero_grad, one backward must give the grads of a single call. If zero_grad clears "
-       "every leaf and this still fails, your backward lets intermediate grads of earlier calls count again.")
+       "every leaf and this still fails, your backward lets intermediate grads of earlier calls count again.", uses=OPS + ("micrograd/topo_order", "micrograd/backward"))
 def backward_after_zero_grad_matches_one_call(nb):
+    """the every-op expression: backward() twice, zero_grad(leaves), backward() once more"""
     out, leaves = _expression(nb)
     out.backward()
     out.backward()
@@ -466,7 +523,7 @@ def neuron_gives_grads_to_value_inputs(nb):
     return {"out": out.data, "x.grad": [x.grad for x in xs]}
 
 
-@probe("micrograd/neuron", hint="parameters() returns the weight Values themselves, in order, then the bias.")
+@probe("micrograd/neuron", hint="parameters() returns the weight Values themselves, in order, then the bias.", uses=())
 def neuron_parameters_are_the_weights_then_the_bias(nb):
     n = _neuron(nb, 3, seed=24)
     params = n.parameters()
@@ -475,6 +532,7 @@ def neuron_parameters_are_the_weights_then_the_bias(nb):
 
 @probe("micrograd/mlp", hint="parameters() of an MLP lists every layer's parameters, first layer first.")
 def mlp_parameter_count(nb):
+    """MLP(2, [16, 16, 1]) and MLP(3, [4, 2])"""
     return {"2-16-16-1": len(nb.MLP(2, [16, 16, 1]).parameters()), "3-4-2": len(nb.MLP(3, [4, 2]).parameters())}
 
 
@@ -523,8 +581,9 @@ def hinge_loss_and_score_grads(nb):
     return {"loss": loss.data, "score grads": [s.grad for s in scores]}
 
 
-@probe("micrograd/loss", hint="Check the inputs first and raise the error the docstring names.")
+@probe("micrograd/loss", hint=("Check the inputs first and raise the error the docstring names.",), uses=())
 def hinge_loss_rejects_bad_labels(nb):
+    """labels [1, 0, -1]; 3 scores with 2 labels; no scores at all"""
     scores = _scores(nb, 42, 3)
     return {"label 0": raised(nb.hinge_loss, scores, [1, 0, -1]),
             "lengths differ": raised(nb.hinge_loss, scores, [1, -1]),
@@ -539,6 +598,7 @@ def l2_penalty_and_grads(nb):
     return {"penalty": penalty.data, "grads": [p.grad for p in params]}
 
 
-@probe("micrograd/loss", hint="A negative alpha would reward large weights: raise the error the docstring names.")
+@probe("micrograd/loss", hint=("A negative alpha would reward large weights: raise the error the docstring names.",), uses=())
 def l2_penalty_rejects_negative_alpha(nb):
+    """alpha = -0.1"""
     return raised(nb.l2_penalty, _scores(nb, 44, 2), -0.1)

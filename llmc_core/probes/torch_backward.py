@@ -12,6 +12,39 @@ from llmc_core.gpt2 import GPT2Config
 
 F64 = dict(rtol=1e-6, atol=1e-9)  # float64 inputs: only rounding may differ
 
+FORWARDS = ("torch_backward/gelu_forward", "torch_backward/layernorm_forward", "torch_backward/linear_forward",
+            "torch_backward/encoder_forward", "torch_backward/attention_forward", "torch_backward/crossentropy_forward")
+# Which earlier exercises each exercise runs: a backward is probed on its own forward's cache.
+USES = {
+    "torch_backward/gelu_backward": ("torch_backward/gelu_forward",),
+    "torch_backward/layernorm_backward": ("torch_backward/layernorm_forward",),
+    "torch_backward/linear_backward": ("torch_backward/linear_forward",),
+    "torch_backward/encoder_backward": ("torch_backward/encoder_forward",),
+    "torch_backward/attention_backward": ("torch_backward/attention_forward",),
+    "torch_backward/crossentropy_backward": ("torch_backward/crossentropy_forward",),
+    "torch_backward/gelu_linear_backward": ("torch_backward/gelu_forward", "torch_backward/gelu_backward",
+                                            "torch_backward/linear_forward", "torch_backward/linear_backward"),
+    "torch_backward/gpt2": FORWARDS + tuple(f.replace("_forward", "_backward") for f in FORWARDS)
+                           + ("torch_backward/gelu_linear_backward",),
+}
+# The first hint of a failing check names the concept; the probe's own hint (the formula) comes on request.
+NUDGES = {
+    "torch_backward/gelu_forward": "The same tanh-form GELU as lesson 02, on torch tensors, returning what backward needs.",
+    "torch_backward/gelu_backward": "Lesson 03 derived GELU's gradient; here it reads the forward's cache.",
+    "torch_backward/layernorm_forward": "Layernorm over the last axis; cache the mean and the reciprocal standard deviation.",
+    "torch_backward/layernorm_backward": "Lesson 03's layernorm gradient, from the cached mean and rstd.",
+    "torch_backward/linear_forward": "A matrix product plus an optional bias.",
+    "torch_backward/linear_backward": "Each gradient of a matrix product is a product with the other factor transposed.",
+    "torch_backward/encoder_forward": "Token embeddings plus position embeddings.",
+    "torch_backward/encoder_backward": "Each embedding row collects the gradients of every position that read it.",
+    "torch_backward/attention_forward": "Causal multi-head attention; cache what the backward needs.",
+    "torch_backward/attention_backward": "Lesson 03's attention backward: run the forward's steps in reverse.",
+    "torch_backward/crossentropy_forward": "Cross-entropy from logits, computed stably with the log-sum-exp.",
+    "torch_backward/crossentropy_backward": "Softmax and cross-entropy together have a simple gradient.",
+    "torch_backward/gelu_linear_backward": "Recompute what the forward did not keep, then chain the two backwards.",
+    "torch_backward/gpt2": "Build the model from your Functions so that loss.backward() runs your backward passes.",
+}
+
 
 def randn(rng, *shape, scale=1.0, shift=0.0):
     """A float64 tensor of normal samples from `rng`."""
@@ -154,7 +187,7 @@ def embeddings_added(nb):
     return array(out)
 
 
-@probe("torch_backward/encoder_forward", points=1, hint="With T larger than the rows of wpe there is no position embedding: raise ValueError.")
+@probe("torch_backward/encoder_forward", points=1, hint=("With T larger than the rows of wpe there is no position embedding: raise ValueError.",))
 def too_long_sequence(nb):
     idx, wte, wpe = encoder_inputs(17)
     return raised(nb.encoder_forward, torch.zeros(1, 6, dtype=torch.int64), wte, wpe)
@@ -198,13 +231,15 @@ def single_head(nb):
     return array(out)
 
 
-@probe("torch_backward/attention_forward", points=1, hint="C must split evenly into n_head heads; otherwise raise ValueError.")
+@probe("torch_backward/attention_forward", points=1, hint=("C must split evenly into n_head heads; otherwise raise ValueError.",))
 def heads_do_not_divide_channels(nb):
     return raised(nb.attention_forward, randn(np.random.default_rng(24), 1, 3, 24), 3)
 
 
-@probe("torch_backward/attention_backward", points=2, hint="datt = dy v^T, dv = att^T dy, dscores = att * (datt - rowsum(datt * att)), then dq = dscores k / sqrt(HS), dk = dscores^T q / sqrt(HS).", **F64)
+@probe("torch_backward/attention_backward", points=2, hint="datt = dy v^T, dv = att^T dy, dscores = att * (datt - rowsum(datt * att)), then dq = dscores k / sqrt(HS), dk = dscores^T q / sqrt(HS).", **F64,
+       layout=("b", "t", [("part", ("q", "k", "v")), ("head", 2), ("channel", 4)]))
 def attention_gradient(nb):
+    """qkv (2, 5, 24) and dout (2, 5, 8) seeded normal(25), float64, n_head 2 (HS 4)"""
     rng = np.random.default_rng(25)
     qkv, dout = randn(rng, 2, 5, 24), randn(rng, 2, 5, 8)
     _, cache = nb.attention_forward(qkv, 2)
@@ -236,7 +271,7 @@ def large_logits_stay_finite(nb):
     return float(loss)
 
 
-@probe("torch_backward/crossentropy_forward", points=1, hint="A target outside 0..V-1 is no token: raise ValueError.")
+@probe("torch_backward/crossentropy_forward", points=1, hint=("A target outside 0..V-1 is no token: raise ValueError.",))
 def target_out_of_range(nb):
     logits, targets = crossentropy_inputs(29)
     targets[1, 2] = 7
@@ -304,7 +339,7 @@ GRADIENTS_PROBED = ("wte.weight", "wpe.weight", "h.0.ln_1.weight", "h.0.attn.c_a
                     "h.0.mlp.c_fc.bias", "h.1.attn.c_proj.weight", "h.1.mlp.c_proj.weight", "ln_f.bias")
 
 
-@probe("torch_backward/gpt2", points=2, hint="encoder -> blocks -> ln_f -> logits = x @ wte.T (no bias) -> fused cross-entropy.", **F64)
+@probe("torch_backward/gpt2", points=2, hint="encoder -> blocks -> ln_f -> logits = x @ wte.T (no bias) -> fused cross-entropy.", **F64, uses=FORWARDS)
 def logits_and_loss(nb):
     model = seeded_model(nb, 35)
     idx, targets = seeded_tokens(36)
@@ -321,13 +356,13 @@ def parameter_gradients(nb):
     return {name: array(params[name].grad) for name in GRADIENTS_PROBED}
 
 
-@probe("torch_backward/gpt2", points=1, hint="Without targets, model(idx) returns the logits tensor alone, (B, T, V).")
+@probe("torch_backward/gpt2", points=1, hint="Without targets, model(idx) returns the logits tensor alone, (B, T, V).", uses=FORWARDS)
 def logits_without_targets(nb):
     logits = seeded_model(nb, 39)(seeded_tokens(40)[0])
     return {"is_tensor": isinstance(logits, torch.Tensor), "shape": list(logits.shape)}
 
 
-@probe("torch_backward/gpt2", points=1, hint="T larger than config.block_size has no position embedding: raise ValueError.")
+@probe("torch_backward/gpt2", points=1, hint=("T larger than config.block_size has no position embedding: raise ValueError.",), uses=FORWARDS)
 def sequence_longer_than_block_size(nb):
     model = seeded_model(nb, 41)
     return raised(model, torch.zeros(1, PROBE_CONFIG.block_size + 1, dtype=torch.int64))

@@ -11,6 +11,10 @@ import torch
 from llmc_core.exercises import probe, raised
 from llmc_core.gpt2 import GPT2, GPT2Config
 
+# Which earlier exercises each exercise runs: none, each function of this lesson is probed on its own
+# (mfu takes flops per token as a number; accumulate_gradients needs no micro-step count).
+USES = {}
+
 
 # ---------------------------------------------------------------- LR schedule
 
@@ -103,6 +107,7 @@ def accumulation_case(nb, seed, split):
 
 @probe("trainer/accumulate", points=2, hint="Divide each micro-batch's loss by len(batches) before backward(); return the sum of the scaled losses.", rtol=1e-4, atol=1e-6)
 def three_micro_batches(nb):
+    """a 1-layer GPT-2 (C 16, V 32, seed 0); 6 sequences of 8 seeded ids as 3 micro-batches of 2"""
     return accumulation_case(nb, 0, [0, 2, 4, 6])
 
 
