@@ -4,9 +4,11 @@ Every file in tests/redteam/ is one hostile cell plus the verdict it must get. A
 in one batch (one student each, 2 jobs) and checked one by one; negative controls show that the
 cheats do work when a notebook is checked in-process without the sandbox, so these tests can fail.
 """
+import ctypes
 import hashlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,32 +17,39 @@ from pathlib import Path
 
 import pytest
 
-from llmc_core.course import SNAPSHOT_DIR, lesson_by_notebook
+from llmc_core.course import PACKAGE_DIR, SNAPSHOT_DIR, lesson_by_notebook, solution_path
 from llmc_core.exercises import probes_for
 from llmc_core.grading.grade import grade, load_state, state_path
-from llmc_core.grading.sandbox import UID_BASE, Limits, detect_isolation, processes_of_uid
-from redteam.harness import all_cases, base_notebook, load_case, with_cell, write_submission
+from llmc_core.grading.sandbox import UID_BASE, Limits, detect_isolation, processes_of_uid, remove_ipc_of_uid
+from redteam.harness import CASES_DIR, all_cases, base_notebook, load_case, with_cell, write_submission
 
 LIMITS = Limits(timeout=6, memory=1536 << 20)
 PWNED = "llmc_redteam_pwned.txt"
+IPC_KEYS = {0x4C4C4D43, 0x4C4C4D44, 0x4C4C4D45}  # what ipc_and_sockets.py creates
 ISOLATION = detect_isolation()
 # Cases marked `needs: namespaces` would really write files or reach the network under a weaker
 # sandbox, so they are not even run there.
-CASES = [c for c in all_cases() if c.needs in ("", ISOLATION.mode)]
+CASES = [c for c in all_cases() if c.needs in ("", ISOLATION.mode) and not c.alone]
 needs_namespaces = pytest.mark.skipif(ISOLATION.mode != "namespaces",
                                       reason=f"needs root and unshare; this machine gives {ISOLATION.mode}")
 
 
 class Listener:
-    """A TCP server on every interface of this machine that records whether anyone connected."""
+    """A TCP server on every interface of this machine (or a Unix socket anyone may connect to) that
+    records whether anyone connected."""
 
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("0.0.0.0", 0))
+    def __init__(self, unix_path=None):
+        if unix_path is None:
+            self.sock = socket.socket()
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind(("0.0.0.0", 0))
+            self.port = self.sock.getsockname()[1]
+        else:
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.bind(unix_path)
+            os.chmod(unix_path, 0o777)
         self.sock.listen()
         self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
         self.connections = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.serve, daemon=True)
@@ -82,8 +91,11 @@ def graded(tmp_path_factory):
     """Grade every red-team case as one student; return (out folder, listener, files before, files after)."""
     root = tmp_path_factory.mktemp("redteam")
     listener = Listener()
+    unix_path = Path("/run" if os.path.isdir("/run") else "/tmp") / f"llmc-redteam-{os.getpid()}.sock"
+    unix_listener = Listener(str(unix_path))
     for case in CASES:
         source = case.source.replace("HOST_ADDRESS", host_address()).replace("PORT", str(listener.port))
+        source = source.replace("UNIX_SOCKET", str(unix_path))
         notebook = with_cell(base_notebook(case.lesson, case.base), source, case.position)
         write_submission(root / "submissions" / case.name, case.lesson, notebook)
     before = protected_files()
@@ -91,7 +103,9 @@ def graded(tmp_path_factory):
     grade(root / "submissions", out, lessons=sorted({c.lesson for c in CASES}), jobs=2, limits=LIMITS,
           progress=False)
     listener.close()
-    yield out, listener, before, protected_files()
+    unix_listener.close()
+    unix_path.unlink()
+    yield out, listener, before, protected_files(), unix_listener
 
 
 def lesson_points(out, case):
@@ -126,8 +140,42 @@ def test_no_connection_reached_the_listener(graded):
 
 
 @needs_namespaces
+def test_no_unix_socket_reached(graded):
+    assert graded[4].connections == 0
+
+
+def system_v_keys():
+    keys = set()
+    for kind in ("shm", "msg", "sem"):
+        lines = Path(f"/proc/sysvipc/{kind}").read_text().splitlines()[1:]
+        keys.update(int(line.split()[0]) for line in lines)
+    return keys
+
+
+def test_no_system_v_ipc_left_behind(graded):
+    assert not IPC_KEYS & system_v_keys()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as a private uid")
+def test_ipc_of_a_private_uid_removed():
+    """Without an IPC namespace (private-user mode) the grader removes what the child's uid left."""
+    uid = UID_BASE + 99_999 * 64 + 63
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setuid(uid)
+            ctypes.CDLL(None).shmget(min(IPC_KEYS), 4096, 0o1000 | 0o600)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert min(IPC_KEYS) in system_v_keys()
+    remove_ipc_of_uid(uid)
+    assert min(IPC_KEYS) not in system_v_keys()
+
+
+@needs_namespaces
 def test_nothing_written_outside(graded):
-    out, _, before, after = graded
+    out, _, before, after, _ = graded
     assert before == after, "a snapshot file changed"
     package = SNAPSHOT_DIR.parent
     for folder in (package, package / "snapshots", package / "probes", package.parent, Path("/tmp"),
@@ -182,3 +230,52 @@ def test_cheat_works_without_the_sandbox(tmp_path, name):
     passed = subprocess.run([sys.executable, "-c", CONTROL, str(path)], capture_output=True, text=True,
                             env=env, timeout=120, check=True).stdout.split()[-1]
     assert int(passed) == len(probes_for(lesson_by_notebook("00_setup")))
+
+
+def copy_package(target):
+    shutil.copytree(PACKAGE_DIR, target, ignore=shutil.ignore_patterns("data", "__pycache__"))
+
+
+def gradebook_rows(out):
+    lines = (out / "gradebook.csv").read_text().splitlines()
+    return {line.split(",")[0]: line.split(",") for line in lines[1:]}
+
+
+@needs_namespaces
+def test_no_answer_file_is_readable(tmp_path):
+    """Answers planted wherever an installed or checked-out course keeps files are absent from the child."""
+    checkout = tmp_path / "checkout"  # a source checkout the grader runs from (like an editable install)
+    copy_package(checkout / "llmc_core")
+    venv = tmp_path / "venv"  # a Python environment holding a wheel-like copy of the course and an editable one
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    site = next(venv.glob("lib/python3*/site-packages"))
+    copy_package(site / "llmc_core")
+    (site / "main.pth").write_text("\n".join(p for p in sys.path if p.endswith("-packages")) + "\n")
+    (site / "editable.pth").write_text(str(tmp_path / "editable") + "\n")
+    planted = [checkout / "build/lib/llmc_core/snapshots/00_setup.ipynb", checkout / "dist/00_setup.ipynb",
+               checkout / "tests/cuda_kernels/00_setup.ipynb", checkout / "solutions/00_setup.ipynb",
+               checkout / "llmc_core/snapshots/00_setup.ipynb", checkout / "llmc_core/references/00_setup.ipynb",
+               site / "llmc_core/snapshots/00_setup.ipynb", site / "llmc_core/references/00_setup.ipynb",
+               tmp_path / "editable/llmc_core/snapshots/00_setup.ipynb", tmp_path / "editable/solutions/00_setup.ipynb",
+               checkout / "submissions-2025/ann/00_setup.ipynb", checkout / "grades-2025/feedback/00_setup.ipynb",
+               checkout / "grades/planted/00_setup.ipynb"]
+    for path in planted:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(solution_path("00_setup"), path)
+    case = load_case(CASES_DIR / "answer_hunt.py")
+    source = case.source.replace("PLANTED_PATHS", repr([str(p) for p in planted]))
+    submissions = checkout / "submissions"
+    write_submission(submissions / "attacker", case.lesson, with_cell(base_notebook(case.lesson, case.base), source))
+    write_submission(submissions / "bob", case.lesson, base_notebook(case.lesson, "solution"))  # a sibling's work
+    out = checkout / "grades"
+    command = [str(venv / "bin" / "python"), "-m", "llmc_core.grading.cli", "grade", str(submissions),
+               "--out", str(out), "--lessons", case.lesson, "--jobs", "2", "--timeout", "60", "--quiet"]
+    run = subprocess.run(command, env=dict(os.environ, PYTHONPATH=str(checkout)), cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    state = load_state(state_path(out, "attacker", lesson_by_notebook(case.lesson)))
+    assert "readable planted answers: []" in state["log"], state["log"][-2000:]
+    assert "answer found" not in state["log"], state["log"][-2000:]
+    rows = gradebook_rows(out)
+    assert rows["bob"][-3] == rows["max"][-3] != "0"  # the grader works: the sibling's solution gets full marks
+    assert float(rows["attacker"][-3]) == 0

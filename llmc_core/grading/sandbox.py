@@ -18,6 +18,7 @@ strongest of these, and `Isolation.describe()` says which one is in use:
 Every mode sets rlimits (CPU time, address space, processes, file size, open files), a
 wall-clock timeout enforced here, a cap on what the child may send back, and a scrubbed environment.
 """
+import ctypes
 import functools
 import json
 import os
@@ -31,6 +32,8 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from llmc_core.grading import rootfs
 
 CHILD_SCRIPT = Path(__file__).resolve().parent / "child.py"
 # Private uids for grading children: far above any normal account, one block per grader process,
@@ -92,7 +95,7 @@ def _works(command):
 def detect_isolation(allow_namespaces=True):
     """The strongest isolation this machine allows (tried once per process)."""
     unshare = shutil.which("unshare")
-    base = ["--mount", "--net", "--pid", "--fork", "--mount-proc", "--kill-child", "--propagation", "private"]
+    base = ["--mount", "--net", "--pid", "--ipc", "--fork", "--mount-proc", "--kill-child", "--propagation", "private"]
     if allow_namespaces and unshare:
         if os.geteuid() == 0 and _works([unshare] + base):
             return Isolation("namespaces", tuple([unshare] + base))
@@ -207,6 +210,29 @@ def kill_uid(uid):
         time.sleep(0.05)
 
 
+def remove_ipc_of_uid(uid):
+    """Remove the System V shared memory, queues and semaphores a private uid left (modes without an IPC namespace)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    IPC_RMID = 0
+    remove = {"shm": lambda i: libc.shmctl(i, IPC_RMID, None), "msg": lambda i: libc.msgctl(i, IPC_RMID, None),
+              "sem": lambda i: libc.semctl(i, 0, IPC_RMID)}
+    for kind, rm in remove.items():
+        try:
+            lines = Path(f"/proc/sysvipc/{kind}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        column = {"shm": 7, "msg": 7, "sem": 4}[kind]  # the owner's uid
+        for fields in (line.split() for line in lines):
+            if len(fields) > column and int(fields[column]) == uid:
+                rm(int(fields[1]))
+    for leftover in Path("/dev/shm").glob("*"):  # POSIX shared memory and semaphores
+        try:
+            if leftover.lstat().st_uid == uid:
+                leftover.unlink()
+        except OSError:
+            pass
+
+
 def _kill_group(proc):
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -242,8 +268,8 @@ def run_child(request, limits, isolation, slot=0, hide=(), workroot=None, cancel
     if uid is not None and not isolation.mounts:
         os.chown(workdir, uid, uid)
     read_end, write_end = os.pipe()
-    jail = {"mounts": isolation.mounts, "uid": uid, "workdir": str(workdir), "hide": [str(p) for p in hide],
-            "readable": [str(p) for p in readable],
+    jail = {"mounts": isolation.mounts, "uid": uid, "workdir": str(workdir),
+            "root": rootfs.plan_root(hide, readable) if isolation.mounts else None,
             "matplotlib_cache": list(matplotlib_font_cache()),
             "processes_now": None if uid is not None else _count_my_processes()}
     message = dict(request, jail=jail, limits=limits.to_json(), result_fd=write_end)
@@ -264,6 +290,8 @@ def run_child(request, limits, isolation, slot=0, hide=(), workroot=None, cancel
         os.close(read_end)
         if uid is not None:
             kill_uid(uid)  # also waits for the PID namespace's processes to be gone before the slot is reused
+            if not isolation.mounts:
+                remove_ipc_of_uid(uid)
         shutil.rmtree(workroot if own_workroot else workdir, ignore_errors=True)
 
 

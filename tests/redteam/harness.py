@@ -20,6 +20,7 @@ class Case:
     status: str        # the state's status after grading
     points: str        # "max" or a number of points
     needs: str         # "namespaces" when only that sandbox mode can contain it safely, else ""
+    alone: bool        # graded by a test of its own (it needs a setup of its own), not in the shared batch
     source: str
     summary: str
 
@@ -28,7 +29,8 @@ def load_case(path):
     text = Path(path).read_text(encoding="utf-8")
     header = dict(re.findall(r"^# ([a-z-]+): (.+)$", text, flags=re.MULTILINE))
     return Case(Path(path).stem, header["lesson"], header["base"], header.get("position", "end"),
-                header["expect-status"], header["expect-points"], header.get("needs", ""), text,
+                header["expect-status"], header["expect-points"], header.get("needs", ""),
+                header.get("alone") == "yes", text,
                 text.splitlines()[0][2:])
 
 
