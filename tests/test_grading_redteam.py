@@ -20,6 +20,7 @@ import pytest
 from llmc_core.course import PACKAGE_DIR, SNAPSHOT_DIR, lesson_by_notebook, solution_path
 from llmc_core.exercises import probes_for
 from llmc_core.grading.grade import grade, load_state, state_path
+from llmc_core.grading.gradebook import read_gradebook
 from llmc_core.grading.sandbox import UID_BASE, Limits, detect_isolation, processes_of_uid, remove_ipc_of_uid
 from redteam.harness import CASES_DIR, all_cases, base_notebook, load_case, with_cell, write_submission
 
@@ -279,3 +280,107 @@ def test_no_answer_file_is_readable(tmp_path):
     rows = gradebook_rows(out)
     assert rows["bob"][-3] == rows["max"][-3] != "0"  # the grader works: the sibling's solution gets full marks
     assert float(rows["attacker"][-3]) == 0
+
+
+def test_huge_numbers_could_not_be_judged(graded):
+    """A result that cannot be compared costs its own checks, with the reason; the batch completes."""
+    feedback = (graded[0] / "feedback" / "huge_numbers.md").read_text()
+    assert "could not be judged: OverflowError" in feedback
+
+
+def test_forged_feedback_renders_inert(graded):
+    """Rendered as CommonMark, the feedback shows one total and one header per lesson, whatever the messages say."""
+    markdown_it = pytest.importorskip("markdown_it")
+    text = (graded[0] / "feedback" / "forged_feedback.md").read_text()
+    tokens = markdown_it.MarkdownIt("commonmark").parse(text)
+    headers = [t for t in tokens if t.type == "heading_open"]
+    assert [t.tag for t in headers] == ["h1", "h2"], text
+    inline = [t.content for t in tokens if t.type == "inline"]
+    assert sum(line.startswith("Total:") for line in inline) == 1, text
+    assert not [t for t in tokens if t.type in ("html_block", "html_inline")], text
+    assert tokens[-1].type == "fence" and "setup/dot" in tokens[-1].content  # the real results, still visible
+
+
+SMALL = Limits(timeout=60, memory=1536 << 20)
+
+
+def small_batch(folder, students):
+    """Write 00_setup submissions {name: "solution" | "lesson"} under `folder`; return it."""
+    for name, base in students.items():
+        write_submission(folder / name, "00_setup", base_notebook("00_setup", base))
+    return folder
+
+
+def test_long_student_names_shortened_stably(tmp_path):
+    """Folder names too long for the output's file names get a short name with a hash, the same on every run."""
+    long_names = {"a" * 200 + "1": "solution", "a" * 200 + "2": "lesson"}
+    submissions = small_batch(tmp_path / "submissions", long_names)
+    grade(submissions, tmp_path / "out", lessons=["00_setup"], jobs=2, limits=SMALL, progress=False)
+    header, maximum, rows = read_gradebook(tmp_path / "out" / "gradebook.csv")
+    names = [row[0] for row in rows]
+    assert len(set(names)) == 2 and all(len(n.encode()) <= 96 and n.startswith("a" * 50) for n in names)
+    assert [row[-3] for row in rows] == [maximum[-3], "0"]
+    again = grade(submissions, tmp_path / "out", lessons=["00_setup"], jobs=2, limits=SMALL, progress=False)
+    assert again["graded"] == 0 and again["reused"] == 2
+
+
+def test_lookalike_max_is_marked(tmp_path):
+    """Names that pass for the max row are marked; the max row is the first row, whatever the names."""
+    submissions = small_batch(tmp_path / "submissions", {"m\u0430\u0445": "solution", "\uff4d\uff41\uff58": "solution",
+                                                          "max": "lesson"})
+    grade(submissions, tmp_path / "out", lessons=["00_setup"], jobs=2, limits=SMALL, progress=False)
+    header, maximum, rows = read_gradebook(tmp_path / "out" / "gradebook.csv")
+    assert maximum[0] == "max" and float(maximum[-3]) > 0
+    assert sorted(row[0] for row in rows) == sorted(["_max", "_lookalike_m\u0430\u0445", "_lookalike_\uff4d\uff41\uff58"])
+
+
+def test_deleted_and_changed_submissions(tmp_path, capfd):
+    """A deleted student leaves the gradebook with their stored results; a changed notebook is graded again."""
+    submissions = small_batch(tmp_path / "submissions", {"ann": "solution", "ben": "lesson"})
+    out = tmp_path / "out"
+    grade(submissions, out, lessons=["00_setup"], jobs=2, limits=SMALL, progress=False)
+    shutil.rmtree(submissions / "ann")
+    small_batch(submissions, {"ben": "solution"})
+    capfd.readouterr()
+    summary = grade(submissions, out, lessons=["00_setup"], jobs=2, limits=SMALL, progress=False)
+    log = capfd.readouterr().err
+    assert summary["removed"] == ["ann"] and summary["changed"] == ["ben/00_setup"] and summary["graded"] == 1
+    assert "removed ann" in log and "grading ben/00_setup again: the submitted notebook changed" in log
+    assert not (out / ".state" / "ann").exists() and not (out / "feedback" / "ann.md").exists()
+    assert not (out / "results" / "ann.json").exists()
+    header, maximum, rows = read_gradebook(out / "gradebook.csv")
+    assert [(row[0], row[-3]) for row in rows] == [("ben", maximum[-3])]
+
+
+FULL_DISK = """
+set -u
+mount -t tmpfs -o size=1m tmpfs "$OUT"
+dd if=/dev/zero of="$OUT/ballast" bs=4k 2>/dev/null
+$GRADE; echo "full: rc=$?"
+rm "$OUT/ballast"
+$GRADE; echo "freed: rc=$?"
+ls -a "$OUT/.state/ann" "$OUT/.state/ben"
+test -f "$OUT/gradebook.csv" && echo "gradebook written"
+mount -o remount,ro "$OUT"
+$GRADE --force; echo "read-only: rc=$?"
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root to mount a small disk")
+def test_full_or_read_only_out(tmp_path):
+    """A full --out ends in one line naming it; after space is freed the same command completes the batch."""
+    submissions = small_batch(tmp_path / "submissions", {"ann": "solution", "ben": "lesson"})
+    (tmp_path / "out").mkdir()
+    grade_command = (f"{sys.executable} -m llmc_core.grading.cli grade {submissions} --out {tmp_path / 'out'} "
+                     "--lessons 00_setup --jobs 2 --timeout 60 --quiet")
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_DIR.parent), OUT=str(tmp_path / "out"), GRADE=grade_command)
+    run = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", FULL_DISK],
+                         env=env, capture_output=True, text=True, timeout=300)
+    out, err = run.stdout, run.stderr
+    assert "full: rc=2" in out and "freed: rc=0" in out and "gradebook written" in out, (out, err)
+    assert "read-only: rc=2" in out, (out, err)
+    assert "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and all(f"cannot write to --out {tmp_path / 'out'}" in e for e in errors), err
+    assert "No space left on device" in errors[0] and "Read-only file system" in errors[1]
+    assert ".tmp" not in out  # no half-written file left in the committed results

@@ -12,14 +12,17 @@ A killed run restarts where it stopped: a committed (student, lesson) whose note
 limits are unchanged is not graded again.
 """
 import base64
+import errno
 import hashlib
 import json
 import os
 import queue
+import shutil
 import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +36,8 @@ from llmc_core.grading.submissions import Found, find_students, read_lesson_note
 
 STATE_VERSION = 1
 MAX_NOTEBOOK_BYTES = 50 << 20
+# Errors of the output folder itself (full, read-only, not ours), which no retry of a notebook would fix.
+OUTPUT_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 @dataclass
@@ -210,30 +215,72 @@ def grade(submissions, out, lessons=None, jobs=None, limits=Limits(), hidden_dir
     isolation = isolation or detect_isolation()
     hide = hidden_paths(submissions, out, hidden_dir, hide)
     jobs = jobs or os.cpu_count() or 1
-    (out / ".state").mkdir(parents=True, exist_ok=True)
-    remove_partial_writes(out)
-    remove_stale_workroots()
+    with writing_to(out):
+        (out / ".state").mkdir(parents=True, exist_ok=True)
+        remove_partial_writes(out)
+        remove_stale_workroots()
+        removed = forget_removed_students(out, students)
+        tasks, reused, changed = collect_tasks(chosen, plans, out, limits, force or student is not None,
+                                               max_notebook_bytes)
+        for s, plan, found in [t for t in tasks if t[2].status != "ok"]:  # nothing to run: commit at once
+            atomic_write_json(state_path(out, s.name, plan.lesson), grade_notebook(s, plan, found, limits,
+                                                                                  isolation, 0, hide))
+        tasks = [t for t in tasks if t[2].status == "ok"]
+        prepare_cuda({plan.lesson.notebook: plan for _, plan, _ in tasks}.values())
+        # Later lessons take longer to grade (torch, compiled kernels): starting them first keeps the end of
+        # the run from waiting on one long notebook while the other jobs sit idle.
+        order = [lesson.notebook for lesson in LESSONS]
+        tasks.sort(key=lambda task: -order.index(task[1].lesson.notebook))
+        run_tasks(tasks, out, limits, isolation, hide, jobs, progress)
+        write_reports(out, students, plans)
+    return {"graded": len(tasks), "reused": reused, "students": len(students), "isolation": isolation.mode,
+            "removed": removed, "changed": changed}
 
-    tasks, reused = [], 0
-    for s in chosen:
+
+def collect_tasks(students, plans, out, limits, again, max_notebook_bytes):
+    """([(student, plan, Found)] to grade, how many committed results stand, ["student/lesson" that changed])."""
+    tasks, reused, changed = [], 0, []
+    for s in students:
         for plan in plans:
             found = read_lesson_notebook(s, plan.lesson.filename, max_notebook_bytes)
-            path = state_path(out, s.name, plan.lesson)
-            if not (force or student is not None) and is_current(load_state(path), plan, found, limits):
+            state = load_state(state_path(out, s.name, plan.lesson))
+            if not again and is_current(state, plan, found, limits):
                 reused += 1
-            elif found.status != "ok":
-                atomic_write_json(path, grade_notebook(s, plan, found, limits, isolation, 0, hide))
-            else:
-                tasks.append((s, plan, found))
+                continue
+            if state is not None and state.get("notebook_sha256") != digest(found.data):
+                changed.append(f"{s.name}/{plan.lesson.notebook}")
+                log(f"grading {s.name}/{plan.lesson.notebook} again: the submitted notebook changed")
+            tasks.append((s, plan, found))
+    return tasks, reused, changed
 
-    prepare_cuda({plan.lesson.notebook: plan for _, plan, _ in tasks}.values())
-    # Later lessons take longer to grade (torch, compiled kernels): starting them first keeps the end of
-    # the run from waiting on one long notebook while the other jobs sit idle.
-    order = [lesson.notebook for lesson in LESSONS]
-    tasks.sort(key=lambda task: -order.index(task[1].lesson.notebook))
-    run_tasks(tasks, out, limits, isolation, hide, jobs, progress)
-    write_reports(out, students, plans)
-    return {"graded": len(tasks), "reused": reused, "students": len(students), "isolation": isolation.mode}
+
+def log(line):
+    """One line of the run's log (stderr), for events an instructor should know of even without progress."""
+    print(line, file=sys.stderr)
+
+
+@contextmanager
+def writing_to(out):
+    """Turn a full, read-only or forbidden output folder into one line naming it and what to do."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in OUTPUT_ERRORS:
+            raise
+        raise ValueError(f"cannot write to --out {out}: {e.strerror}; free some space there or make it writable, "
+                         "then run the same command again (every notebook already graded is kept)") from None
+
+
+def forget_removed_students(out, students):
+    """Delete the stored results and reports of students no longer in the submissions; their names."""
+    present = {s.name for s in students}
+    removed = sorted(p.name for p in (out / ".state").iterdir() if p.is_dir() and p.name not in present)
+    for name in removed:
+        shutil.rmtree(out / ".state" / name)
+        (out / "feedback" / f"{name}.md").unlink(missing_ok=True)
+        (out / "results" / f"{name}.json").unlink(missing_ok=True)
+        log(f"removed {name}: no longer in the submissions, so no longer in the gradebook")
+    return removed
 
 
 def prepare_cuda(plans):
