@@ -4,6 +4,7 @@ Every file in tests/redteam/ is one hostile cell plus the verdict it must get. A
 in one batch (one student each, 2 jobs) and checked one by one; negative controls show that the
 cheats do work when a notebook is checked in-process without the sandbox, so these tests can fail.
 """
+import base64
 import ctypes
 import hashlib
 import json
@@ -20,9 +21,12 @@ import pytest
 from llmc_core.course import PACKAGE_DIR, SNAPSHOT_DIR, lesson_by_notebook, solution_path
 from llmc_core.exercises import probes_for
 from llmc_core.grading.grade import grade, load_state, state_path
-from llmc_core.grading.gradebook import read_gradebook
-from llmc_core.grading.sandbox import UID_BASE, Limits, detect_isolation, processes_of_uid, remove_ipc_of_uid
+from llmc_core.grading.gradebook import message_line, read_gradebook
+from llmc_core.grading.sandbox import (UID_BASE, Limits, detect_isolation, processes_of_uid, remove_ipc_of_uid,
+                                      run_child)
+from llmc_core.grading.submissions import Student, read_lesson_notebook
 from redteam.harness import CASES_DIR, all_cases, base_notebook, load_case, with_cell, write_submission
+from redteam.malformed import huge_outputs, malformed_notebooks, odd_zips
 
 LIMITS = Limits(timeout=6, memory=1536 << 20)
 PWNED = "llmc_redteam_pwned.txt"
@@ -313,7 +317,7 @@ def small_batch(folder, students):
 
 def test_long_student_names_shortened_stably(tmp_path):
     """Folder names too long for the output's file names get a short name with a hash, the same on every run."""
-    long_names = {"a" * 200 + "1": "solution", "a" * 200 + "2": "lesson"}
+    long_names = {"a" * 239 + "1": "solution", "a" * 239 + "2": "lesson"}  # a folder may have 255 bytes
     submissions = small_batch(tmp_path / "submissions", long_names)
     grade(submissions, tmp_path / "out", lessons=["00_setup"], jobs=2, limits=SMALL, progress=False)
     header, maximum, rows = read_gradebook(tmp_path / "out" / "gradebook.csv")
@@ -344,10 +348,10 @@ def test_deleted_and_changed_submissions(tmp_path, capfd):
     capfd.readouterr()
     summary = grade(submissions, out, lessons=["00_setup"], jobs=2, limits=SMALL, progress=False)
     log = capfd.readouterr().err
-    assert summary["removed"] == ["ann"] and summary["changed"] == ["ben/00_setup"] and summary["graded"] == 1
-    assert "removed ann" in log and "grading ben/00_setup again: the submitted notebook changed" in log
     assert not (out / ".state" / "ann").exists() and not (out / "feedback" / "ann.md").exists()
     assert not (out / "results" / "ann.json").exists()
+    assert summary["removed"] == ["ann"] and summary["changed"] == ["ben/00_setup"] and summary["graded"] == 1
+    assert "removed ann" in log and "grading ben/00_setup again: the submitted notebook changed" in log
     header, maximum, rows = read_gradebook(out / "gradebook.csv")
     assert [(row[0], row[-3]) for row in rows] == [("ben", maximum[-3])]
 
@@ -384,3 +388,64 @@ def test_full_or_read_only_out(tmp_path):
     assert len(errors) == 2 and all(f"cannot write to --out {tmp_path / 'out'}" in e for e in errors), err
     assert "No space left on device" in errors[0] and "Read-only file system" in errors[1]
     assert ".tmp" not in out  # no half-written file left in the committed results
+
+
+MAX_FUZZ_BYTES = 1 << 18
+
+
+def fuzz_submissions(folder):
+    """Write every malformed submission under `folder`, one student each; [(Student, label, words)]."""
+    items = []
+    for i, (label, data, words) in enumerate([*malformed_notebooks(), *huge_outputs(MAX_FUZZ_BYTES)]):
+        (folder / f"n{i:03d}").mkdir(parents=True)
+        (folder / f"n{i:03d}" / "00_setup.ipynb").write_bytes(data)
+        items.append((Student(f"n{i:03d}", folder / f"n{i:03d}", "dir"), label, words))
+    for i, (label, data, words) in enumerate(odd_zips(MAX_FUZZ_BYTES)):
+        (folder / f"z{i:03d}.zip").write_bytes(data)
+        items.append((Student(f"z{i:03d}", folder / f"z{i:03d}.zip", "zip"), label, words))
+    return items
+
+
+def test_fuzzed_submissions_each_get_a_status_that_says_why(tmp_path):
+    """Over 500 malformed submissions: every one ends in its own status with a message naming the problem."""
+    items = fuzz_submissions(tmp_path)
+    assert len(items) >= 500
+    wrong = []
+    for student, label, words in items:
+        found = read_lesson_notebook(student, "00_setup.ipynb", MAX_FUZZ_BYTES)
+        if found.status not in ("unreadable", "too large", "missing") or words not in found.message:
+            wrong.append((label, found.status, found.message[:200]))
+    assert not wrong, wrong[:10]
+
+
+def test_a_few_fuzzed_submissions_through_the_whole_grader(tmp_path):
+    """A handful of them graded as a batch: each gets its status and message in the state and the feedback."""
+    chosen = ["top=null", "cells.1=3", "utf-16", "huge output", "symbolic link", "encrypted"]
+    items = {label: (student, words) for student, label, words in fuzz_submissions(tmp_path / "all")}
+    submissions = tmp_path / "submissions"
+    submissions.mkdir()
+    for label in chosen:
+        student = items[label][0]
+        shutil.move(student.source, submissions / student.source.name)
+    out = tmp_path / "out"
+    grade(submissions, out, lessons=["00_setup"], jobs=2, limits=SMALL, progress=False,
+          max_notebook_bytes=MAX_FUZZ_BYTES)
+    for label in chosen:
+        student, words = items[label]
+        state = load_state(state_path(out, student.name, lesson_by_notebook("00_setup")))
+        assert state["status"] in ("unreadable", "too large") and words in state["message"], (label, state["message"])
+        assert message_line(words) in (out / "feedback" / f"{student.name}.md").read_text()
+
+
+@pytest.mark.parametrize("notebook", [{"nbformat": 4, "cells": [1, 2]},
+                                      {"nbformat": 4, "cells": [{"cell_type": "code", "source": "x = 1",
+                                                                 "metadata": "tags"}]}], ids=["ints", "metadata"])
+def test_child_reports_an_unloadable_notebook(notebook):
+    """Past the parent's checks, a notebook the loader cannot walk is `unreadable` with the reason, not a crash."""
+    lesson = lesson_by_notebook("00_setup")
+    request = {"lesson": lesson.notebook, "notebook": base64.b64encode(json.dumps(notebook).encode()).decode(),
+               "probe_ids": [p.id for p in probes_for(lesson)], "hidden": []}
+    run = run_child(request, SMALL, ISOLATION)
+    unreadable = [e for e in run.events if e.get("event") == "unreadable"]
+    assert run.status == "ok" and unreadable, (run.status, run.message, run.log[-500:])
+    assert "could not be loaded" in unreadable[0]["message"] and "Error" in unreadable[0]["message"]
