@@ -21,10 +21,12 @@ import pytest
 from llmc_core.course import PACKAGE_DIR, SNAPSHOT_DIR, lesson_by_notebook, solution_path
 from llmc_core.exercises import probes_for
 from llmc_core.grading.grade import grade, load_state, state_path
+from llmc_core.grading import cgroups, sandbox
+from llmc_core.grading import grade as grade_module
 from llmc_core.grading.gradebook import message_line, read_gradebook
 from llmc_core.grading.sandbox import (UID_BASE, Limits, detect_isolation, processes_of_uid, remove_ipc_of_uid,
                                       run_child)
-from llmc_core.grading.submissions import Student, read_lesson_notebook
+from llmc_core.grading.submissions import Student, read_lesson_notebook, safe_name
 from redteam.harness import CASES_DIR, all_cases, base_notebook, load_case, with_cell, write_submission
 from redteam.malformed import huge_outputs, malformed_notebooks, odd_zips
 
@@ -323,7 +325,8 @@ def test_long_student_names_shortened_stably(tmp_path):
     header, maximum, rows = read_gradebook(tmp_path / "out" / "gradebook.csv")
     names = [row[0] for row in rows]
     assert len(set(names)) == 2 and all(len(n.encode()) <= 96 and n.startswith("a" * 50) for n in names)
-    assert [row[-3] for row in rows] == [maximum[-3], "0"]
+    points = {row[0]: row[-3] for row in rows}
+    assert [points[safe_name(name)] for name in long_names] == [maximum[-3], "0"]
     again = grade(submissions, tmp_path / "out", lessons=["00_setup"], jobs=2, limits=SMALL, progress=False)
     assert again["graded"] == 0 and again["reused"] == 2
 
@@ -449,3 +452,77 @@ def test_child_reports_an_unloadable_notebook(notebook):
     unreadable = [e for e in run.events if e.get("event") == "unreadable"]
     assert run.status == "ok" and unreadable, (run.status, run.message, run.log[-500:])
     assert "could not be loaded" in unreadable[0]["message"] and "Error" in unreadable[0]["message"]
+
+
+@pytest.mark.skipif(cgroups.detect() is None, reason="needs cgroups (root, and v2 or v1 controllers)")
+def test_memory_is_limited_per_notebook(tmp_path):
+    """Three processes of 700 MB each (each under --memory 1.5G) cannot all live: the notebook's memory is one pool."""
+    case = load_case(CASES_DIR / "memory_spread.py")
+    write_submission(tmp_path / "submissions" / "spreader", case.lesson,
+                     with_cell(base_notebook(case.lesson, case.base), case.source))
+    grade(tmp_path / "submissions", tmp_path / "out", lessons=[case.lesson], jobs=1, limits=SMALL, progress=False)
+    state = load_state(state_path(tmp_path / "out", "spreader", lesson_by_notebook(case.lesson)))
+    assert state["status"] == "graded" and "processes holding 700 MB each: 3" not in state["log"], state["log"][-500:]
+    assert "processes holding 700 MB each: 2" in state["log"]
+    header, maximum, rows = read_gradebook(tmp_path / "out" / "gradebook.csv")
+    assert float(rows[0][-3]) == 0
+
+
+def spin_on(cpu):
+    code = f"import os\nos.sched_setaffinity(0, {{{cpu}}})\nwhile True:\n    pass\n"
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def test_starved_notebook_is_charged_only_the_time_it_ran(tmp_path, monkeypatch):
+    """Busy loops on the notebook's CPU make it wait past its time limit; the wait is not charged, it keeps its points."""
+    monkeypatch.setattr(sandbox, "WALL_BACKSTOP", 30, raising=False)  # the subject here is the clock, not the backstop
+    burn = "import time\nstart = time.process_time()\nwhile time.process_time() - start < 0.6:  # CPU seconds\n    pass\n"
+    busy = with_cell(base_notebook("00_setup", "solution"), burn)
+    write_submission(tmp_path / "submissions" / "ann", "00_setup", busy)
+    submissions = tmp_path / "submissions"
+    mask = os.sched_getaffinity(0)
+    cpu = min(mask)
+    spinners = [spin_on(cpu) for _ in range(6)]
+    try:
+        os.sched_setaffinity(0, {cpu})  # the grading threads and the child inherit it: they share that CPU
+        grade(submissions, tmp_path / "out", lessons=["00_setup"], jobs=1,
+              limits=Limits(timeout=1.5, memory=1536 << 20), progress=False)
+    finally:
+        os.sched_setaffinity(0, mask)
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    state = load_state(state_path(tmp_path / "out", "ann", lesson_by_notebook("00_setup")))
+    times = {k: state.get(k) for k in ("wall_s", "cpu_s", "starved_s")}
+    assert state["status"] == "graded" and state["wall_s"] > 1.5, times  # it did take longer than the limit
+    header, maximum, rows = read_gradebook(tmp_path / "out" / "gradebook.csv")
+    assert rows[0][-3] == maximum[-3]
+
+
+def test_overloaded_timeout_graded_again_alone(tmp_path, monkeypatch, capfd):
+    """A timeout on a busy machine is graded again after the others, alone; only that second result is final."""
+    real, in_flight, calls = grade_module.run_child, [], []
+
+    def busy_machine(request, limits, isolation, **kwargs):
+        is_ann = b"ANN_MARK" in base64.b64decode(request["notebook"])
+        in_flight.append(request)
+        try:
+            calls.append((is_ann, len(in_flight)))
+            if is_ann:  # ann's notebook is always caught by an overloaded machine
+                return sandbox.ChildRun("timeout", [{"event": "ready"}], "it ran past the time limit of 60 s",
+                                        overloaded=True)
+            return real(request, limits, isolation, **kwargs)
+        finally:
+            in_flight.remove(request)
+
+    monkeypatch.setattr(grade_module, "run_child", busy_machine)
+    submissions = small_batch(tmp_path / "submissions", {"ben": "lesson"})
+    write_submission(submissions / "ann", "00_setup", with_cell(base_notebook("00_setup", "solution"), "ANN_MARK = 1"))
+    grade(submissions, tmp_path / "out", lessons=["00_setup"], jobs=2, limits=SMALL, progress=False)
+    ann = [alone for is_ann, alone in calls if is_ann]
+    assert len(ann) == 2 and ann[1] == 1 and calls[-1][0], calls  # twice; the second last and alone
+    state = load_state(state_path(tmp_path / "out", "ann", lesson_by_notebook("00_setup")))
+    assert state["status"] == "timeout" and state["retried_alone"] and "second time, alone" in state["message"]
+    assert "grading ann/00_setup again, alone" in capfd.readouterr().err
+    again = grade(submissions, tmp_path / "out", lessons=["00_setup"], jobs=2, limits=SMALL, progress=False)
+    assert again["graded"] == 0  # the second result is final

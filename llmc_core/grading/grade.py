@@ -116,6 +116,8 @@ def is_current(state, plan, found, limits):
         return False
     if state["fingerprint"] != plan.fingerprint or state["notebook_sha256"] != digest(found.data):
         return False
+    if state.get("overloaded") and not state.get("retried_alone"):
+        return False  # a timeout on a busy machine is final only once it was graded again alone
     if state["status"] in ("timeout", "crashed", "output too large"):
         return state["limits"] == limits.to_json()  # new limits deserve another try
     return True
@@ -125,8 +127,8 @@ def digest(data):
     return hashlib.sha256(data).hexdigest() if data is not None else None
 
 
-def grade_notebook(student, plan, found, limits, isolation, slot, hide, cancel=None):
-    """Grade one (student, lesson) -> the state dict to commit."""
+def grade_notebook(student, plan, found, limits, isolation, slot, hide, cancel=None, alone=False):
+    """Grade one (student, lesson) -> the state dict to commit; `alone`: nothing else is being graded."""
     state = {"version": STATE_VERSION, "student": student.name, "lesson": plan.lesson.notebook,
              "notebook_sha256": digest(found.data), "fingerprint": plan.fingerprint, "limits": limits.to_json(),
              "status": found.status, "message": found.message, "cell_errors": [], "outcomes": {}, "log": "",
@@ -137,9 +139,13 @@ def grade_notebook(student, plan, found, limits, isolation, slot, hide, cancel=N
                "probe_ids": [p.id for p in plan.probes], "hidden": plan.hidden_sources}
     run = run_child(request, limits, isolation, slot=slot, hide=hide, cancel=cancel, readable=plan.readable,
                     env=plan.env)
-    state.update(status="graded" if run.status == "ok" else run.status, log=run.log, wall_s=round(run.wall, 3))
+    state.update(status="graded" if run.status == "ok" else run.status, log=run.log, wall_s=round(run.wall, 3),
+                 cpu_s=None if run.cpu is None else round(run.cpu, 3), starved_s=round(run.starved, 3),
+                 overloaded=run.overloaded, retried_alone=alone)
     if run.status != "ok":
         state["message"] = run.message
+    if run.overloaded and alone:
+        state["message"] += " (graded a second time, alone, because the machine was busy the first time)"
     wanted = {p.id for p in plan.probes}
     for event in run.events:
         if event.get("event") == "unreadable":
@@ -311,32 +317,39 @@ def run_tasks(tasks, out, limits, isolation, hide, jobs, progress):
         slots.put(slot)
     cancel = threading.Event()
 
-    def work(task):
+    def work(task, alone=False):
         s, plan, found = task
         slot = slots.get()
         try:
             try:
-                state = grade_notebook(s, plan, found, limits, isolation, slot, hide, cancel)
+                state = grade_notebook(s, plan, found, limits, isolation, slot, hide, cancel, alone)
             except Exception as e:  # noqa: BLE001  a failure of the grader costs this notebook only
                 state = grade_notebook(s, plan, Found(None, "grader error", f"{type(e).__name__}: {e}"),
                                        limits, isolation, slot, hide)
             if not cancel.is_set():
                 atomic_write_json(state_path(out, s.name, plan.lesson), state)
-            return state
+            return task, state
         finally:
             slots.put(slot)
 
     bar = tqdm(total=len(tasks), unit="notebook", desc="grading", disable=not progress, file=sys.stderr)
     started = time.monotonic()
+    retry = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         pending = {pool.submit(work, t) for t in tasks}
         try:
             while pending:
                 done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in done:
-                    state = future.result()
+                    task, state = future.result()
                     bar.set_postfix_str(f"{state['student']}/{state['lesson']}: {state['status']}", refresh=False)
                     bar.update(1)
+                    if state.get("overloaded"):
+                        retry.append(task)
+            for task in retry:  # one at a time, after the others: the time limit is then fair
+                log(f"grading {task[0].name}/{task[1].lesson.notebook} again, alone: it timed out while the "
+                    "machine was busy")
+                pool.submit(work, task, True).result()
         except BaseException:
             cancel.set()  # children are killed; what was committed stays committed
             for future in pending:

@@ -33,7 +33,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from llmc_core.grading import rootfs
+from llmc_core.grading import cgroups, rootfs
 
 CHILD_SCRIPT = Path(__file__).resolve().parent / "child.py"
 # Private uids for grading children: far above any normal account, one block per grader process,
@@ -44,7 +44,7 @@ UID_BASE = 1_900_000_000
 @dataclass(frozen=True)
 class Limits:
     """Resource limits for one notebook's grading process."""
-    timeout: float = 120.0        # wall-clock seconds for loading the notebook and running its probes
+    timeout: float = 120.0        # seconds charged for loading the notebook and running its probes (see Clock)
     memory: int = 4 << 30         # bytes of address space (torch alone maps ~0.7 GB)
     processes: int = 64           # processes and threads of the child's uid
     file_size: int = 64 << 20     # bytes in any one file the child writes
@@ -52,6 +52,7 @@ class Limits:
     disk: int = 256 << 20         # size of the child's private /tmp (namespace modes)
     output: int = 8 << 20         # bytes of results the child may send back
     log: int = 64 << 10           # bytes of the child's stdout/stderr kept (its tail) for the instructor
+    cpus: float = 1.0             # CPU cores the notebook's processes share (cgroup quota, where available)
 
     def to_json(self):
         return asdict(self)
@@ -126,6 +127,9 @@ class ChildRun:
     message: str = ""             # why the status is not ok, in words for the learner
     log: str = ""                 # tail of the child's stdout and stderr, for the instructor
     wall: float = 0.0
+    cpu: float = None             # CPU seconds of all the notebook's processes (None without a cgroup)
+    starved: float = 0.0          # seconds its main process waited for a CPU while it could have run
+    overloaded: bool = False      # a timeout on a machine too busy to call it fair: grade it again, alone
 
 
 class _Tail:
@@ -261,6 +265,7 @@ def run_child(request, limits, isolation, slot=0, hide=(), workroot=None, cancel
     `cancel`: a threading.Event; when set, the child is killed and the run reported as cancelled.
     """
     uid = slot_uid(slot) if isolation.private_uid else None
+    group = cgroups.create(f"llmc-grade-{os.getpid()}-{slot}", limits)
     own_workroot = workroot is None
     workroot = Path(workroot or tempfile.mkdtemp(prefix=f"llmc-grade-{os.getpid()}-"))
     os.chmod(workroot, 0o711)  # private uids pass through to their own 0700 folder, and list nothing
@@ -271,7 +276,8 @@ def run_child(request, limits, isolation, slot=0, hide=(), workroot=None, cancel
     jail = {"mounts": isolation.mounts, "uid": uid, "workdir": str(workdir),
             "root": rootfs.plan_root(hide, readable) if isolation.mounts else None,
             "matplotlib_cache": list(matplotlib_font_cache()),
-            "processes_now": None if uid is not None else _count_my_processes()}
+            "processes_now": None if uid is not None else _count_my_processes(),
+            "cgroups": group.procs_files() if group else []}
     message = dict(request, jail=jail, limits=limits.to_json(), result_fd=write_end)
     payload = json.dumps(message).encode()
     command = death_signal_prefix() + list(isolation.unshare) + [sys.executable, "-I", str(CHILD_SCRIPT)]
@@ -283,11 +289,16 @@ def run_child(request, limits, isolation, slot=0, hide=(), workroot=None, cancel
     finally:
         os.close(write_end)
     try:
-        return _supervise(proc, payload, read_end, limits, start, cancel)
+        run = _supervise(proc, payload, read_end, limits, Clock(start, limits, proc, isolation, group), cancel)
+        if group is not None and run.status == "crashed" and group.memory_killed():
+            run.message = f"it went over the memory limit of {limits.memory / 2**30:.3g} GB (all its processes together)"
+        return run
     finally:
         _kill_group(proc)
         proc.wait()
         os.close(read_end)
+        if group is not None:
+            group.remove()  # kills what is left of the notebook, whatever its uid or session
         if uid is not None:
             kill_uid(uid)  # also waits for the PID namespace's processes to be gone before the slot is reused
             if not isolation.mounts:
@@ -296,7 +307,8 @@ def run_child(request, limits, isolation, slot=0, hide=(), workroot=None, cancel
 
 
 def remove_stale_workroots():
-    """Delete the working folders of graders that were killed before they could clean up."""
+    """Delete the working folders (and cgroups) of graders that were killed before they could clean up."""
+    cgroups.remove_stale()
     for folder in Path(tempfile.gettempdir()).glob("llmc-grade-*-*"):
         pid = folder.name.split("-")[2]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
@@ -307,23 +319,80 @@ def _count_my_processes():
     return len(processes_of_uid(os.getuid()))
 
 
-def _supervise(proc, payload, read_end, limits, start, cancel):
-    """Feed the request, drain output and results under caps, enforce the wall clock."""
+# A notebook is never given more than this many times its timeout in wall-clock time, however starved.
+WALL_BACKSTOP = 3
+# A timeout is taken as the machine's fault when the notebook waited for a CPU this share of the time.
+STARVED_SHARE = 0.1
+
+
+class Clock:
+    """The time charged to a notebook: its CPU time, or wall time less the time it waited for a CPU.
+
+    Wall time alone is unfair on a busy machine (a neighbour's busy loops, other users): the notebook
+    would lose points for time it could not run. So the time charged is the larger of the CPU time
+    of all its processes (from its cgroup, where there is one) and the wall time less its main
+    process's run-queue wait (/proc/PID/schedstat): a busy notebook is charged its CPU time, one that
+    sleeps or blocks its wall time. `WALL_BACKSTOP` bounds the wall time anyway.
+    """
+
+    def __init__(self, start, limits, proc, isolation, group):
+        self.start, self.limits, self.proc, self.group = start, limits, proc, group
+        self.unshared = bool(isolation.unshare)
+        self.main_pid, self.starved, self.cpu = None, 0.0, None
+
+    def update(self, now):
+        """-> seconds charged so far."""
+        if self.main_pid is None:
+            self.main_pid = self._find_main()
+        if self.main_pid is not None:
+            try:  # time on the CPU, time waiting on a run queue, time slices (ns)
+                self.starved = int(Path(f"/proc/{self.main_pid}/schedstat").read_text().split()[1]) / 1e9
+            except (OSError, IndexError, ValueError):
+                pass
+        if self.group is not None:
+            self.cpu = self.group.cpu_seconds()
+        return max(now - self.start - self.starved, self.cpu or 0.0)
+
+    def _find_main(self):
+        """The host pid of the Python process that runs the notebook (unshare's child, or the process itself)."""
+        if not self.unshared:
+            return self.proc.pid
+        try:
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        except OSError:
+            return None
+        return int(children[0]) if children else None
+
+    def expired(self, now):
+        return self.update(now) > self.limits.timeout or now - self.start > WALL_BACKSTOP * self.limits.timeout
+
+    def overloaded(self, now):
+        """True when the notebook spent a real share of its time waiting for a CPU, or hit the backstop,
+        without having used its whole time on the CPU itself (its own busy processes do not count)."""
+        if self.cpu is not None and self.cpu >= self.limits.timeout:
+            return False
+        wall = now - self.start
+        return self.starved > STARVED_SHARE * wall or wall > WALL_BACKSTOP * self.limits.timeout
+
+
+def _supervise(proc, payload, read_end, limits, clock, cancel):
+    """Feed the request, drain output and results under caps, enforce the time limit."""
     log = _Tail(limits.log)
     results = bytearray()
-    deadline = start + limits.timeout
+    start = clock.start
     # Write the request from a thread: a child that never reads stdin must not block us.
     feeder = threading.Thread(target=_feed, args=(proc.stdin, payload), daemon=True)
     feeder.start()
     open_fds = {proc.stdout.fileno(): "log", read_end: "results"}
-    status, reason, exited_at = "ok", "", None
+    status, reason, exited_at, overloaded = "ok", "", None, False
     while open_fds:
         now = time.monotonic()
         if cancel is not None and cancel.is_set():
             status, reason = "crashed", "grading was cancelled"
             break
-        if now > deadline:
+        if clock.expired(now):
             status, reason = "timeout", f"it ran past the time limit of {limits.timeout:g} s"
+            overloaded = clock.overloaded(now)
             break
         if proc.poll() is not None:
             # The child is gone; a process it left behind may still hold the pipes open.
@@ -358,7 +427,8 @@ def _supervise(proc, payload, read_end, limits, start, cancel):
     if status == "ok" and not complete:
         status = "crashed"
         reason = _exit_reason(returncode)
-    return ChildRun(status, events, reason, log.text(), time.monotonic() - start)
+    return ChildRun(status, events, reason, log.text(), time.monotonic() - start, clock.cpu, clock.starved,
+                    overloaded)
 
 
 def _feed(stdin, payload):
