@@ -10,14 +10,9 @@ allows), it reads one JSON request from stdin:
 
 Then, still trusted: imports the probes (public ones from the package, hidden ones from the
 request through a file deleted at once), pivots into a new root that holds only what the parent
-allowed (rootfs.py) with a private /tmp, writes the notebook into its working directory, sets rlimits and drops to a private uid.
-Only then does the learner's code run. It writes to `result_fd` one JSON line per event:
-
-    {"event": "ready"}                                  the sandbox is set up; the learner's code starts
-    {"event": "loaded", "cell_errors": [...]}           the notebook ran (some cells may have failed)
-    {"probe": id, "outcome": Outcome.to_json()}         one per probe, as each finishes
-    {"event": "done"}                                   every probe ran
-    {"event": "unreadable", "message": "..."}           the notebook could not be read at all
+allowed (rootfs.py) with a private /tmp, writes the notebook into its working directory, sets
+rlimits and drops to a private uid.
+Only then does the learner's code run. It writes to `result_fd` the events of `protocol.py`.
 """
 import base64
 import json
@@ -36,7 +31,7 @@ import numpy  # noqa: E402,F401  imported while trusted, before the learner's co
 from llmc_core import plain  # noqa: E402,F401
 from llmc_core.course import lesson_by_notebook  # noqa: E402
 from llmc_core.exercises import Outcome, load_probe_file, probes_for, run_probe  # noqa: E402
-from llmc_core.grading import rootfs  # noqa: E402
+from llmc_core.grading import protocol, rootfs  # noqa: E402
 from llmc_core.notebook import load_notebook  # noqa: E402
 
 PR_SET_NO_NEW_PRIVS = 38
@@ -50,7 +45,7 @@ class Channel:
         self.fd = fd
 
     def send(self, event):
-        data = (json.dumps(event) + "\n").encode()
+        data = protocol.encode(event)
         while data:
             data = data[os.write(self.fd, data):]
 
@@ -142,24 +137,22 @@ def main():
     sys.stdin.close()
 
     # From here on the learner's code runs and may do anything this process can do.
-    channel.send({"event": "ready"})
+    channel.send(protocol.ready())
     try:
         notebook = load_notebook(path)
     except Exception as e:  # noqa: BLE001  a notebook the loader cannot walk; the learner's cells ran inside it
         text = str(e) if isinstance(e, (ValueError, OSError)) else f"it could not be loaded: {type(e).__name__}: {e}"
-        channel.send({"event": "unreadable", "message": text.replace(str(path), lesson.filename)[:2000]})
+        channel.send(protocol.unreadable(text.replace(str(path), lesson.filename)))
         os._exit(0)
-    errors = [{"cell": e.cell, "line": e.line, "error": str(e.error)[:500], "source_line": str(e.source_line)[:300]}
-              for e in notebook.cell_errors]
-    channel.send({"event": "loaded", "cell_errors": errors[:50]})
+    channel.send(protocol.loaded(notebook.cell_errors))
     for p in probes:
         try:
             outcome = run_probe(p, notebook).to_json()
             json.dumps(outcome)  # an outcome that cannot be sent is an error of the learner's result
         except BaseException as e:  # noqa: BLE001  anything the learner's code raised past run_probe
-            outcome = Outcome("error", message=f"{type(e).__name__}: {e}"[:2000]).to_json()
-        channel.send({"probe": p.id, "outcome": outcome})
-    channel.send({"event": "done"})
+            outcome = Outcome("error", message=f"{type(e).__name__}: {e}"[:protocol.MESSAGE_CAP]).to_json()
+        channel.send(protocol.probe_result(p.id, outcome))
+    channel.send(protocol.done())
     for stream in (sys.stdout, sys.stderr):  # what the notebook printed goes to the instructor's log
         try:
             stream.flush()

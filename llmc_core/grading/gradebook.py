@@ -17,7 +17,8 @@ import re
 from llmc_core.checking import format_points, format_results
 from llmc_core.exercises import Outcome, exercises, judge
 from llmc_core.fileio import atomic_write_json, atomic_write_text
-from llmc_core.grading.grade import load_state, state_path
+from llmc_core.grading import protocol
+from llmc_core.grading.store import load_state, state_path
 
 
 def outcome_for(probe_id, state, order):
@@ -28,14 +29,14 @@ def outcome_for(probe_id, state, order):
     if stored is not None:
         return Outcome.from_json(stored)
     status, message = state["status"], state["message"]
-    if status == "missing":
+    if status == protocol.MISSING:
         return Outcome("missing", message="no notebook was submitted for this lesson")
-    if status in ("too large", "unreadable"):
+    if status in protocol.NOT_READ:
         return Outcome("error", message="the notebook could not be read (see above)")
     # The child stopped early (timeout, crash, exit): name the check that was running when it did.
     first_missing = next((pid for pid in order if pid not in state["outcomes"]), None)
-    loaded = bool(state["outcomes"]) or state.get("cell_errors") or status == "graded"
-    if not state["outcomes"] and status != "graded":
+    loaded = bool(state["outcomes"]) or state.get("cell_errors") or status == protocol.GRADED
+    if not state["outcomes"] and status != protocol.GRADED:
         return Outcome("error", message="the notebook could not be loaded for grading (see above)")
     if probe_id == first_missing and loaded:
         return Outcome("error", message=f"grading stopped during this check: {message}")
@@ -70,7 +71,7 @@ def exercise_columns(plans):
 def issues_of(plan, state):
     if state is None:
         return f"{plan.lesson.notebook}: not graded yet"
-    if state["status"] == "graded":
+    if state["status"] == protocol.GRADED:
         return f"{plan.lesson.notebook}: {len(state['cell_errors'])} cells failed" if state["cell_errors"] else ""
     return f"{plan.lesson.notebook}: {state['status']}"
 
@@ -146,9 +147,9 @@ def _problems(state):
         return ["This notebook has not been graded yet."]
     lines = []
     message = message_line(state["message"])
-    if state["status"] == "missing":
+    if state["status"] == protocol.MISSING:
         lines.append(f"Not submitted: {message}.")
-    elif state["status"] != "graded":
+    elif state["status"] != protocol.GRADED:
         lines.append(f"The notebook could not be graded completely ({state['status']}): {message}.")
     elif state["message"]:
         lines.append(f"Note: {message}.")

@@ -1,8 +1,8 @@
 """Run one notebook's probes in a child process that the learner's code cannot escape or fool.
 
 The parent (this module) starts `child.py` with limits and reads back plain JSON events, one per
-line, size-capped. The verdict is never decided here or in the child: `grade.py` compares the
-outcomes with snapshots the child never sees.
+line, size-capped (`protocol.py`). The verdict is never decided here or in the child: `gradebook.py`
+compares the outcomes with snapshots the child never sees.
 
 What contains the child depends on what the machine allows; `detect_isolation()` picks the
 strongest of these, and `Isolation.describe()` says which one is in use:
@@ -33,7 +33,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from llmc_core.grading import cgroups, rootfs
+from llmc_core.grading import cgroups, protocol, rootfs
 
 CHILD_SCRIPT = Path(__file__).resolve().parent / "child.py"
 # Private uids for grading children: far above any normal account, one block per grader process,
@@ -122,7 +122,7 @@ def python_reachable_by_others():
 @dataclass
 class ChildRun:
     """What came back from one grading child."""
-    status: str                   # ok | timeout | crashed | output too large | grader error
+    status: str                   # protocol.OK, or one of protocol.CHILD_FAILURES, or protocol.GRADER_ERROR
     events: list = field(default_factory=list)
     message: str = ""             # why the status is not ok, in words for the learner
     log: str = ""                 # tail of the child's stdout and stderr, for the instructor
@@ -290,8 +290,9 @@ def run_child(request, limits, isolation, slot=0, hide=(), workroot=None, cancel
         os.close(write_end)
     try:
         run = _supervise(proc, payload, read_end, limits, Clock(start, limits, proc, isolation, group), cancel)
-        if group is not None and run.status == "crashed" and group.memory_killed():
-            run.message = f"it went over the memory limit of {limits.memory / 2**30:.3g} GB (all its processes together)"
+        if group is not None and run.status == protocol.CRASHED and group.memory_killed():
+            run.message = (f"it went over the memory limit of {limits.memory / 2**30:.3g} GB "
+                           "(all its processes together)")
         return run
     finally:
         _kill_group(proc)
@@ -384,14 +385,14 @@ def _supervise(proc, payload, read_end, limits, clock, cancel):
     feeder = threading.Thread(target=_feed, args=(proc.stdin, payload), daemon=True)
     feeder.start()
     open_fds = {proc.stdout.fileno(): "log", read_end: "results"}
-    status, reason, exited_at, overloaded = "ok", "", None, False
+    status, reason, exited_at, overloaded = protocol.OK, "", None, False
     while open_fds:
         now = time.monotonic()
         if cancel is not None and cancel.is_set():
-            status, reason = "crashed", "grading was cancelled"
+            status, reason = protocol.CRASHED, "grading was cancelled"
             break
         if clock.expired(now):
-            status, reason = "timeout", f"it ran past the time limit of {limits.timeout:g} s"
+            status, reason = protocol.TIMEOUT, f"it ran past the time limit of {limits.timeout:g} s"
             overloaded = clock.overloaded(now)
             break
         if proc.poll() is not None:
@@ -409,23 +410,24 @@ def _supervise(proc, payload, read_end, limits, clock, cancel):
             else:
                 results += chunk
                 if len(results) > limits.output:
-                    status, reason = "output too large", f"it sent back more than {limits.output} bytes of results"
+                    status = protocol.OUTPUT_TOO_LARGE
+                    reason = f"it sent back more than {limits.output} bytes of results"
                     open_fds.clear()
                     break
-    if status != "ok":
+    if status != protocol.OK:
         _kill_group(proc)
     try:
         returncode = proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         returncode = proc.wait()
-    events, complete = parse_events(bytes(results))
-    if not any(e.get("event") == "ready" for e in events) and status != "timeout":
+    events, complete = protocol.parse(bytes(results))
+    if not protocol.started(events) and status != protocol.TIMEOUT:
         # The child failed before any learner code ran: a problem of the grader or the machine.
-        return ChildRun("grader error", [], "the grader failed before running the notebook: "
+        return ChildRun(protocol.GRADER_ERROR, [], "the grader failed before running the notebook: "
                         + (log.text().strip().splitlines() or ["no output"])[-1], log.text(), time.monotonic() - start)
-    if status == "ok" and not complete:
-        status = "crashed"
+    if status == protocol.OK and not complete:
+        status = protocol.CRASHED
         reason = _exit_reason(returncode)
     return ChildRun(status, events, reason, log.text(), time.monotonic() - start, clock.cpu, clock.starved,
                     overloaded)
@@ -449,22 +451,3 @@ def _exit_reason(returncode):
         except ValueError:
             return f"it ended with status {returncode}"
     return f"it ended (exit status {returncode}) before reporting every check: the notebook's code exited the process"
-
-
-def parse_events(data):
-    """([event dicts], finished) from the child's newline-delimited JSON; stops at the first malformed line."""
-    events, finished = [], False
-    for line in data.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except (ValueError, RecursionError):
-            break
-        if not isinstance(event, dict):
-            break
-        events.append(event)
-        if event.get("event") in ("done", "unreadable"):
-            finished = True
-            break
-    return events, finished

@@ -16,6 +16,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmc_core.grading.protocol import MISSING, TOO_LARGE, UNREADABLE
+
 MAX_DEPTH = 4  # how deep inside a submission a notebook is looked for
 SKIPPED_FOLDERS = {"__MACOSX", ".ipynb_checkpoints", ".git"}
 # File names hold at most 255 bytes; a student's name becomes `.<name>.json.<random>.tmp` while written.
@@ -36,7 +38,7 @@ class Student:
 class Found:
     """A lesson notebook read from a submission, or why there is none."""
     data: bytes = None
-    status: str = "ok"   # ok | missing | too large | unreadable
+    status: str = "ok"   # "ok", or MISSING, TOO_LARGE, UNREADABLE (protocol.py)
     message: str = ""    # for the learner; a note even when ok (e.g. several copies)
     where: str = ""      # the path inside the submission
 
@@ -102,7 +104,7 @@ def read_lesson_notebook(student, filename, max_bytes):
         return checked(_read_from_folder(student.source, filename, max_bytes), filename)
     except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError, EOFError,
             ValueError, zlib.error) as e:
-        return Found(status="unreadable", message=f"the submission could not be read: {type(e).__name__}: {e}")
+        return Found(status=UNREADABLE, message=f"the submission could not be read: {type(e).__name__}: {e}")
 
 
 def checked(found, filename):
@@ -114,7 +116,7 @@ def checked(found, filename):
         return found
     message = (f"{filename} is not a usable notebook: {problem}; open it in Jupyter and save it again, "
                "or start from a fresh copy of the lesson")
-    return Found(status="unreadable", message=message, where=found.where)
+    return Found(status=UNREADABLE, message=message, where=found.where)
 
 
 def notebook_problem(data):
@@ -176,14 +178,14 @@ def _short(value):
 def _too_large(size, filename, max_bytes):
     message = (f"{filename} is {size / 2**20:.0f} MB, over the {max_bytes / 2**20:.0f} MB limit for a notebook; "
                "clear its outputs (Edit > Clear Outputs) and save")
-    return Found(status="too large", message=message)
+    return Found(status=TOO_LARGE, message=message)
 
 
 def _missing(filename, others):
     message = f"no {filename} in the submission"
     if others:
         message += f" (notebooks found: {', '.join(sorted(others)[:5])}; lesson notebooks must keep their file names)"
-    return Found(status="missing", message=message)
+    return Found(status=MISSING, message=message)
 
 
 def _several(candidates, chosen):
@@ -209,7 +211,7 @@ def _read_from_folder(folder, filename, max_bytes):
     where = str(path.relative_to(folder))
     info = os.lstat(path)
     if not stat.S_ISREG(info.st_mode):
-        return Found(status="unreadable", message=f"{where} is a link or a special file, not a notebook", where=where)
+        return Found(status=UNREADABLE, message=f"{where} is a link or a special file, not a notebook", where=where)
     if info.st_size > max_bytes:
         return _too_large(info.st_size, filename, max_bytes)
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
