@@ -526,3 +526,24 @@ def test_overloaded_timeout_graded_again_alone(tmp_path, monkeypatch, capfd):
     assert "grading ann/00_setup again, alone" in capfd.readouterr().err
     again = grade(submissions, tmp_path / "out", lessons=["00_setup"], jobs=2, limits=SMALL, progress=False)
     assert again["graded"] == 0  # the second result is final
+
+
+DROPPED = """
+import os, sys
+from llmc_core.grading import rootfs
+rootfs.drop_capabilities()
+try:
+    rootfs.mount_tmpfs(sys.argv[1], "size=4k")
+    print("mounted")
+except OSError as e:
+    print("refused:", e)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare")
+def test_child_without_capabilities_cannot_mount(tmp_path):
+    """A child that keeps uid 0 of its namespace (user-namespaces mode) gives up the capabilities to undo mounts."""
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_DIR.parent))
+    run = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable, "-c", DROPPED,
+                          str(tmp_path)], env=env, capture_output=True, text=True, timeout=60)
+    assert "refused:" in run.stdout and "Operation not permitted" in run.stdout, (run.stdout, run.stderr)

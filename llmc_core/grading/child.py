@@ -83,6 +83,8 @@ def drop_privileges(uid):
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)
+    else:
+        rootfs.drop_capabilities()
     rootfs.libc_call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 
 

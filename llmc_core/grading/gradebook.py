@@ -77,7 +77,10 @@ def issues_of(plan, state):
 
 
 def write_reports(out, students, plans):
-    """Write gradebook.csv, feedback/ and results/ for every student from the committed states."""
+    """Write gradebook.csv, feedback/ and results/ for every student from the committed states.
+
+    Returns the gradebook's rows: the header, the max row, then one row per student.
+    """
     columns = exercise_columns(plans)
     header = ["student"] + [c for c, _ in columns] + ["total", "issues"]
     rows = [_max_row(plans, columns)]
@@ -92,6 +95,7 @@ def write_reports(out, students, plans):
     text = io.StringIO()
     csv.writer(text, lineterminator="\n").writerows([header] + rows)
     atomic_write_text(out / "gradebook.csv", text.getvalue())
+    return [header] + rows
 
 
 def student_reports(out, name, plans, columns):

@@ -187,6 +187,24 @@ def read_only_root():
     return result == 0
 
 
+class CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def drop_capabilities():
+    """Give up every capability of this process (its uid stays), so it cannot unmount or remount what covers answers.
+
+    Needed where the child keeps the uid that owns its mount namespace (a user namespace): root there
+    could otherwise undo the covering mounts. no_new_privs (set next) keeps them from coming back.
+    """
+    header, data = CapHeader(0x20080522, 0), (CapData * 2)()  # _LINUX_CAPABILITY_VERSION_3: two 32-bit words
+    libc_call("capset", ctypes.byref(header), data)
+
+
 def pivot_into(folder):
     """Make `folder` (a mount point) the root of this mount namespace and drop the old root entirely."""
     number = SYS_PIVOT_ROOT.get(os.uname().machine)

@@ -7,16 +7,17 @@ compares the outcomes with snapshots the child never sees.
 What contains the child depends on what the machine allows; `detect_isolation()` picks the
 strongest of these, and `Isolation.describe()` says which one is in use:
 
-- `namespaces` (root): `unshare --mount --net --pid --fork --mount-proc`, then a private uid per
-  job slot: no network; read-only mounts except a private /tmp; snapshot, solution, submission and
-  output folders covered by empty mounts; every process killed with the namespace.
+- `namespaces` (root): `unshare --mount --net --pid --ipc --fork --mount-proc`, then a private uid
+  per job slot: no network; its own IPC; a new root holding only an allow-list, read-only, with
+  answer folders covered (rootfs.py) and a private /tmp; every process killed with the namespace.
 - `user-namespaces` (not root): the same through `unshare --user --map-root-user`, keeping your uid.
 - `private-user` (root without namespaces, e.g. a container): a private uid per job slot, so files
-  readable only by their owner stay out of reach; leftover processes are killed by uid.
+  readable only by their owner stay out of reach; leftover processes and IPC are removed by uid.
 - `rlimits-only`: nothing else is available.
 
-Every mode sets rlimits (CPU time, address space, processes, file size, open files), a
-wall-clock timeout enforced here, a cap on what the child may send back, and a scrubbed environment.
+Every mode sets rlimits (CPU time, address space, processes, file size, open files), a time limit
+enforced here (`Clock`), a cap on what the child may send back, and a scrubbed environment; where
+the grader may make cgroups (cgroups.py), each notebook also gets one for memory, processes and CPU.
 """
 import ctypes
 import functools
@@ -73,10 +74,11 @@ class Isolation:
 
     def describe(self):
         return {
-            "namespaces": "network, PID and mount namespaces; a private uid per job; hidden folders; "
-                          "read-only mounts but a private /tmp",
-            "user-namespaces": "network, PID and mount namespaces through a user namespace; hidden folders; "
-                               "read-only mounts but a private /tmp; children keep your uid",
+            "namespaces": "network, PID, IPC and mount namespaces; a private uid per job; a read-only root "
+                          "holding only Python, the system and the package, answers covered; a private /tmp",
+            "user-namespaces": "network, PID, IPC and mount namespaces through a user namespace; a read-only root "
+                               "holding only Python, the system and the package, answers covered; a private /tmp; "
+                               "children keep your uid",
             "private-user": "no namespaces available: a private uid per job, killed by uid; network is NOT blocked and "
                             "world-readable files (snapshots included) are readable by the child",
             "rlimits-only": "no namespaces and not root: resource limits only; network is NOT blocked, the child can read "
