@@ -48,9 +48,11 @@ def register(subparsers):
     grade.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                        help="notebooks graded at once (default: all cores, %(default)s here)")
     grade.add_argument("--timeout", type=float, default=Limits.timeout,
-                       help="wall-clock seconds per notebook, loading and probes together (default: %(default)s)")
+                       help="seconds charged per notebook, loading and probes together: its CPU time, or its wall "
+                            "time less what it waited for a busy CPU (default: %(default)s)")
     grade.add_argument("--memory", type=_size, default=Limits.memory,
-                       help="address space per notebook, e.g. 4G or 512M (default: 4G)")
+                       help="memory per notebook (all its processes, where cgroups are available) and address "
+                            "space per process, e.g. 4G or 512M (default: 4G)")
     grade.add_argument("--max-notebook-size", type=_size, default=50 << 20,
                        help="larger notebooks are not read at all (default: 50M)")
     grade.add_argument("--hidden", type=Path, default=None,
@@ -89,6 +91,7 @@ def register(subparsers):
 
 
 def run_grade(args):
+    from llmc_core.grading import cgroups
     from llmc_core.grading.grade import grade
     from llmc_core.grading.sandbox import detect_isolation
 
@@ -98,6 +101,9 @@ def run_grade(args):
     isolation = detect_isolation()
     if not args.quiet:
         print(f"sandbox: {isolation.mode}: {isolation.describe()}", file=sys.stderr)
+        hierarchy = cgroups.detect()
+        print(f"limits: {hierarchy.describe() if hierarchy else 'per process only (no cgroups available here)'}",
+              file=sys.stderr)
     summary = grade(args.submissions, args.out, lessons=args.lessons, jobs=args.jobs, limits=limits,
                     hidden_dir=args.hidden, student=args.student, force=args.force, progress=not args.quiet,
                     max_notebook_bytes=args.max_notebook_size, hide=args.hide, isolation=isolation)

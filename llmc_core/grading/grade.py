@@ -4,7 +4,7 @@ The pipeline for one notebook:
 1. the parent reads the notebook from the submission (size checked first, never extracted);
 2. `sandbox.run_child` loads it in a child process and runs the lesson's probes there, public and
    hidden; the child sends back plain outcomes;
-3. the parent commits the outcomes to `OUT/.state/<student>/<lesson>.json` (atomically);
+3. the parent commits the outcomes to `OUT/.state/<student>/<lesson>.json` (atomically, `store.py`);
 4. at the end, `gradebook.write_reports` judges every stored outcome against the snapshots,
    which only the parent reads, and writes the gradebook, feedback and Gradescope results.
 
@@ -24,14 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmc_core.course import LESSONS, REFERENCE_DIR, REPO_DIR, SNAPSHOT_DIR, SOLUTIONS_DIR, lesson_by_notebook
-from llmc_core.exercises import Outcome, load_snapshots, probes_for
-from llmc_core.fileio import atomic_write_json
+from llmc_core.exercises import load_snapshots, probes_for
 from llmc_core.grading import hidden as hidden_probes
-from llmc_core.grading import lesson_needs
+from llmc_core.grading import lesson_needs, protocol, store
+from llmc_core.grading.gradebook import write_reports
 from llmc_core.grading.sandbox import Limits, detect_isolation, remove_stale_workroots, run_child
+from llmc_core.grading.store import (digest, is_current, load_state, remove_partial_writes, remove_student, save_state,
+                                     state_path, stored_students, writing_to)
 from llmc_core.grading.submissions import Found, find_students, read_lesson_notebook
 
-STATE_VERSION = 1
 MAX_NOTEBOOK_BYTES = 50 << 20
 
 
@@ -92,37 +93,9 @@ def probes_fingerprint(plan):
     return h.hexdigest()
 
 
-def state_path(out, student, lesson):
-    return Path(out) / ".state" / student / f"{lesson.notebook}.json"
-
-
-def load_state(path):
-    """A committed result, or None when there is none (or it is unreadable: then it is graded again)."""
-    try:
-        state = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return state if isinstance(state, dict) and state.get("version") == STATE_VERSION else None
-
-
-def is_current(state, plan, found, limits):
-    """True when a committed result still stands for this notebook, these probes and these limits."""
-    if state is None or state["status"] == "grader error":
-        return False
-    if state["fingerprint"] != plan.fingerprint or state["notebook_sha256"] != digest(found.data):
-        return False
-    if state["status"] in ("timeout", "crashed", "output too large"):
-        return state["limits"] == limits.to_json()  # new limits deserve another try
-    return True
-
-
-def digest(data):
-    return hashlib.sha256(data).hexdigest() if data is not None else None
-
-
-def grade_notebook(student, plan, found, limits, isolation, slot, hide, cancel=None):
-    """Grade one (student, lesson) -> the state dict to commit."""
-    state = {"version": STATE_VERSION, "student": student.name, "lesson": plan.lesson.notebook,
+def grade_notebook(student, plan, found, limits, isolation, slot, hide, cancel=None, alone=False):
+    """Grade one (student, lesson) -> the state dict to commit; `alone`: nothing else is being graded."""
+    state = {"version": store.STATE_VERSION, "student": student.name, "lesson": plan.lesson.notebook,
              "notebook_sha256": digest(found.data), "fingerprint": plan.fingerprint, "limits": limits.to_json(),
              "status": found.status, "message": found.message, "cell_errors": [], "outcomes": {}, "log": "",
              "wall_s": 0.0}
@@ -132,38 +105,24 @@ def grade_notebook(student, plan, found, limits, isolation, slot, hide, cancel=N
                "probe_ids": [p.id for p in plan.probes], "hidden": plan.hidden_sources}
     run = run_child(request, limits, isolation, slot=slot, hide=hide, cancel=cancel, readable=plan.readable,
                     env=plan.env)
-    state.update(status="graded" if run.status == "ok" else run.status, log=run.log, wall_s=round(run.wall, 3))
-    if run.status != "ok":
+    state.update(status=protocol.GRADED if run.status == protocol.OK else run.status, log=run.log,
+                 wall_s=round(run.wall, 3), cpu_s=None if run.cpu is None else round(run.cpu, 3),
+                 starved_s=round(run.starved, 3), overloaded=run.overloaded, retried_alone=alone)
+    if run.status != protocol.OK:
         state["message"] = run.message
+    if run.overloaded and alone:
+        state["message"] += " (graded a second time, alone, because the machine was busy the first time)"
     wanted = {p.id for p in plan.probes}
     for event in run.events:
-        if event.get("event") == "unreadable":
-            state.update(status="unreadable", message=str(event.get("message", ""))[:2000])
-        elif event.get("event") == "loaded" and isinstance(event.get("cell_errors"), list):
-            state["cell_errors"] = [_cell_error(e) for e in event["cell_errors"][:50]]
+        if event.get("event") == protocol.UNREADABLE:
+            state.update(status=protocol.UNREADABLE, message=protocol.clean_message(event))
+        elif event.get("event") == protocol.LOADED:
+            state["cell_errors"] = protocol.clean_cell_errors(event)
         elif event.get("probe") in wanted and event["probe"] not in state["outcomes"]:
-            state["outcomes"][event["probe"]] = _clean_outcome(event.get("outcome"))
+            state["outcomes"][event["probe"]] = protocol.clean_outcome(event.get("outcome"))
     if found.message:
         state["message"] = "; ".join(m for m in (found.message, state["message"]) if m)
     return state
-
-
-def _cell_error(e):
-    """A cell error from the child, reduced to plain fields of the expected types."""
-    if not isinstance(e, dict):
-        return {"cell": 0, "line": 0, "error": "malformed report", "source_line": ""}
-    number = lambda v: v if isinstance(v, int) and not isinstance(v, bool) else 0
-    text = lambda v: v[:500] if isinstance(v, str) else ""
-    return {"cell": number(e.get("cell")), "line": number(e.get("line")), "error": text(e.get("error")),
-            "source_line": text(e.get("source_line"))}
-
-
-def _clean_outcome(data):
-    """Validate an outcome from the child (untrusted) and store it in canonical form."""
-    try:
-        return Outcome.from_json(data).to_json()
-    except (ValueError, TypeError, KeyError, RecursionError):
-        return Outcome("error", message="the grading process returned malformed data for this check").to_json()
 
 
 def hidden_paths(submissions, out, hidden_dir, extra=()):
@@ -192,8 +151,8 @@ def check_layout(submissions, out):
 
 def grade(submissions, out, lessons=None, jobs=None, limits=Limits(), hidden_dir=None, student=None,
           force=False, progress=True, max_notebook_bytes=MAX_NOTEBOOK_BYTES, hide=(), isolation=None):
-    """Grade a folder of submissions into `out`; returns {"graded", "reused", "students", "isolation"}."""
-    from llmc_core.grading.gradebook import write_reports
+    """Grade a folder of submissions into `out`; returns {"graded", "reused", "students", "isolation",
+    "removed": [student], "changed": ["student/lesson"]}."""
 
     out = Path(out)
     check_layout(submissions, out)
@@ -210,30 +169,57 @@ def grade(submissions, out, lessons=None, jobs=None, limits=Limits(), hidden_dir
     isolation = isolation or detect_isolation()
     hide = hidden_paths(submissions, out, hidden_dir, hide)
     jobs = jobs or os.cpu_count() or 1
-    (out / ".state").mkdir(parents=True, exist_ok=True)
-    remove_partial_writes(out)
-    remove_stale_workroots()
+    with writing_to(out):
+        (out / ".state").mkdir(parents=True, exist_ok=True)
+        remove_partial_writes(out)
+        remove_stale_workroots()
+        removed = forget_removed_students(out, students)
+        tasks, reused, changed = collect_tasks(chosen, plans, out, limits, force or student is not None,
+                                               max_notebook_bytes)
+        for s, plan, found in [t for t in tasks if t[2].status != "ok"]:  # nothing to run: commit at once
+            save_state(out, s.name, plan.lesson, grade_notebook(s, plan, found, limits, isolation, 0, hide))
+        tasks = [t for t in tasks if t[2].status == "ok"]
+        prepare_cuda({plan.lesson.notebook: plan for _, plan, _ in tasks}.values())
+        # Later lessons take longer to grade (torch, compiled kernels): starting them first keeps the end of
+        # the run from waiting on one long notebook while the other jobs sit idle.
+        order = [lesson.notebook for lesson in LESSONS]
+        tasks.sort(key=lambda task: -order.index(task[1].lesson.notebook))
+        run_tasks(tasks, out, limits, isolation, hide, jobs, progress)
+        write_reports(out, students, plans)
+    return {"graded": len(tasks), "reused": reused, "students": len(students), "isolation": isolation.mode,
+            "removed": removed, "changed": changed}
 
-    tasks, reused = [], 0
-    for s in chosen:
+
+def collect_tasks(students, plans, out, limits, again, max_notebook_bytes):
+    """([(student, plan, Found)] to grade, how many committed results stand, ["student/lesson" that changed])."""
+    tasks, reused, changed = [], 0, []
+    for s in students:
         for plan in plans:
             found = read_lesson_notebook(s, plan.lesson.filename, max_notebook_bytes)
-            path = state_path(out, s.name, plan.lesson)
-            if not (force or student is not None) and is_current(load_state(path), plan, found, limits):
+            state = load_state(state_path(out, s.name, plan.lesson))
+            if not again and is_current(state, plan.fingerprint, found.data, limits):
                 reused += 1
-            elif found.status != "ok":
-                atomic_write_json(path, grade_notebook(s, plan, found, limits, isolation, 0, hide))
-            else:
-                tasks.append((s, plan, found))
+                continue
+            if state is not None and state.get("notebook_sha256") != digest(found.data):
+                changed.append(f"{s.name}/{plan.lesson.notebook}")
+                log(f"grading {s.name}/{plan.lesson.notebook} again: the submitted notebook changed")
+            tasks.append((s, plan, found))
+    return tasks, reused, changed
 
-    prepare_cuda({plan.lesson.notebook: plan for _, plan, _ in tasks}.values())
-    # Later lessons take longer to grade (torch, compiled kernels): starting them first keeps the end of
-    # the run from waiting on one long notebook while the other jobs sit idle.
-    order = [lesson.notebook for lesson in LESSONS]
-    tasks.sort(key=lambda task: -order.index(task[1].lesson.notebook))
-    run_tasks(tasks, out, limits, isolation, hide, jobs, progress)
-    write_reports(out, students, plans)
-    return {"graded": len(tasks), "reused": reused, "students": len(students), "isolation": isolation.mode}
+
+def log(line):
+    """One line of the run's log (stderr), for events an instructor should know of even without progress."""
+    print(line, file=sys.stderr)
+
+
+def forget_removed_students(out, students):
+    """Delete the stored results and reports of students no longer in the submissions; their names."""
+    present = {s.name for s in students}
+    removed = [name for name in stored_students(out) if name not in present]
+    for name in removed:
+        remove_student(out, name)
+        log(f"removed {name}: no longer in the submissions, so no longer in the gradebook")
+    return removed
 
 
 def prepare_cuda(plans):
@@ -243,14 +229,6 @@ def prepare_cuda(plans):
     for plan in cuda_plans if runtime else ():
         plan.readable = plan.readable + [str(runtime)]
         plan.env = dict(plan.env, LLMC_CUDA_READONLY_CACHE=str(runtime))
-
-
-def remove_partial_writes(out):
-    """Delete temporary files a killed run left behind (atomic writes go through `.name.*.tmp`)."""
-    for folder in (out, out / "feedback", out / "results", *(out / ".state").iterdir()):
-        if folder.is_dir():
-            for leftover in folder.glob(".*.tmp"):
-                leftover.unlink(missing_ok=True)
 
 
 def run_tasks(tasks, out, limits, isolation, hide, jobs, progress):
@@ -264,32 +242,39 @@ def run_tasks(tasks, out, limits, isolation, hide, jobs, progress):
         slots.put(slot)
     cancel = threading.Event()
 
-    def work(task):
+    def work(task, alone=False):
         s, plan, found = task
         slot = slots.get()
         try:
             try:
-                state = grade_notebook(s, plan, found, limits, isolation, slot, hide, cancel)
+                state = grade_notebook(s, plan, found, limits, isolation, slot, hide, cancel, alone)
             except Exception as e:  # noqa: BLE001  a failure of the grader costs this notebook only
                 state = grade_notebook(s, plan, Found(None, "grader error", f"{type(e).__name__}: {e}"),
                                        limits, isolation, slot, hide)
             if not cancel.is_set():
-                atomic_write_json(state_path(out, s.name, plan.lesson), state)
-            return state
+                save_state(out, s.name, plan.lesson, state)
+            return task, state
         finally:
             slots.put(slot)
 
     bar = tqdm(total=len(tasks), unit="notebook", desc="grading", disable=not progress, file=sys.stderr)
     started = time.monotonic()
+    retry = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         pending = {pool.submit(work, t) for t in tasks}
         try:
             while pending:
                 done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in done:
-                    state = future.result()
+                    task, state = future.result()
                     bar.set_postfix_str(f"{state['student']}/{state['lesson']}: {state['status']}", refresh=False)
                     bar.update(1)
+                    if state.get("overloaded"):
+                        retry.append(task)
+            for task in retry:  # one at a time, after the others: the time limit is then fair
+                log(f"grading {task[0].name}/{task[1].lesson.notebook} again, alone: it timed out while the "
+                    "machine was busy")
+                pool.submit(work, task, True).result()
         except BaseException:
             cancel.set()  # children are killed; what was committed stays committed
             for future in pending:

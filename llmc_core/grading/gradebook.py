@@ -4,18 +4,21 @@ Everything here runs in the parent, from the files under `OUT/.state/`. Outputs,
 atomically:
 - `gradebook.csv`: a `student` column, one column per exercise id, one per lesson (its total),
   `total`, and `issues` (timeouts, missing notebooks...); the first row, `max`, holds the points
-  possible;
+  possible (it is the first row by position: `read_gradebook` reads it so, whatever a student is called);
 - `feedback/<student>.md`: per lesson, the same lines `check()` prints, plus why a notebook could
   not be graded;
 - `results/<student>.json`: Gradescope's autograder results format, one test per probe.
 """
 import csv
+import html
 import io
+import re
 
 from llmc_core.checking import format_points, format_results, mark_blocked, plural
 from llmc_core.exercises import Outcome, exercises, judge
 from llmc_core.fileio import atomic_write_json, atomic_write_text
-from llmc_core.grading.grade import load_state, state_path
+from llmc_core.grading import protocol
+from llmc_core.grading.store import load_state, state_path
 
 
 def outcome_for(probe_id, state, order):
@@ -26,14 +29,14 @@ def outcome_for(probe_id, state, order):
     if stored is not None:
         return Outcome.from_json(stored)
     status, message = state["status"], state["message"]
-    if status == "missing":
+    if status == protocol.MISSING:
         return Outcome("missing", message="no notebook was submitted for this lesson")
-    if status in ("too large", "unreadable"):
+    if status in protocol.NOT_READ:
         return Outcome("error", message="the notebook could not be read (see above)")
     # The child stopped early (timeout, crash, exit): name the check that was running when it did.
     first_missing = next((pid for pid in order if pid not in state["outcomes"]), None)
-    loaded = bool(state["outcomes"]) or state.get("cell_errors") or status == "graded"
-    if not state["outcomes"] and status != "graded":
+    loaded = bool(state["outcomes"]) or state.get("cell_errors") or status == protocol.GRADED
+    if not state["outcomes"] and status != protocol.GRADED:
         return Outcome("error", message="the notebook could not be loaded for grading (see above)")
     if probe_id == first_missing and loaded:
         return Outcome("error", message=f"grading stopped during this check: {message}")
@@ -43,9 +46,18 @@ def outcome_for(probe_id, state, order):
 def lesson_results(plan, state):
     """[ProbeResult] for one (student, lesson); hidden probes are judged without revealing expected values."""
     order = [p.id for p in plan.probes]
-    results = [judge(p, outcome_for(p.id, state, order), plan.snapshots.get(p.id), reveal=p.id not in plan.hidden_ids)
-               for p in plan.probes]
+    results = [judge_safely(p, state, order, plan) for p in plan.probes]
     return mark_blocked(plan.probes, results)  # a failure caused by an earlier exercise says to fix that one
+
+
+def judge_safely(probe, state, order, plan):
+    """judge() one probe; a stored result that cannot be compared (a huge integer...) costs this check only."""
+    reveal = probe.id not in plan.hidden_ids
+    try:
+        return judge(probe, outcome_for(probe.id, state, order), plan.snapshots.get(probe.id), reveal=reveal)
+    except Exception as e:  # noqa: BLE001  whatever the learner's value made the comparison raise
+        message = f"could not be judged: {type(e).__name__}: {e}"[:500]
+        return judge(probe, Outcome("error", message=message), None, reveal=reveal)
 
 
 def exercise_columns(plans):
@@ -60,26 +72,57 @@ def exercise_columns(plans):
 def issues_of(plan, state):
     if state is None:
         return f"{plan.lesson.notebook}: not graded yet"
-    if state["status"] == "graded":
+    if state["status"] == protocol.GRADED:
         return f"{plan.lesson.notebook}: {plural(len(state['cell_errors']), 'cell')} failed" if state["cell_errors"] else ""
     return f"{plan.lesson.notebook}: {state['status']}"
 
 
 def write_reports(out, students, plans):
-    """Write gradebook.csv, feedback/ and results/ for every student from the committed states."""
+    """Write gradebook.csv, feedback/ and results/ for every student from the committed states.
+
+    Returns the gradebook's rows: the header, the max row, then one row per student.
+    """
     columns = exercise_columns(plans)
     header = ["student"] + [c for c, _ in columns] + ["total", "issues"]
     rows = [_max_row(plans, columns)]
     for student in students:
-        states = {plan.lesson.notebook: load_state(state_path(out, student.name, plan.lesson)) for plan in plans}
-        results = {plan.lesson.notebook: lesson_results(plan, states[plan.lesson.notebook]) for plan in plans}
-        rows.append(_student_row(student.name, plans, columns, results, states))
-        feedback = feedback_markdown(student.name, plans, results, states)
+        try:
+            row, feedback, results = student_reports(out, student.name, plans, columns)
+        except Exception as e:  # noqa: BLE001  one student's unreadable results cost that student only
+            row, feedback, results = failed_reports(student.name, columns, f"{type(e).__name__}: {e}"[:500])
+        rows.append(row)
         atomic_write_text(out / "feedback" / f"{student.name}.md", feedback)
-        atomic_write_json(out / "results" / f"{student.name}.json", gradescope_results(plans, results, states))
+        atomic_write_json(out / "results" / f"{student.name}.json", results)
     text = io.StringIO()
     csv.writer(text, lineterminator="\n").writerows([header] + rows)
     atomic_write_text(out / "gradebook.csv", text.getvalue())
+    return [header] + rows
+
+
+def student_reports(out, name, plans, columns):
+    """(gradebook row, feedback Markdown, Gradescope results) for one student."""
+    states = {plan.lesson.notebook: load_state(state_path(out, name, plan.lesson)) for plan in plans}
+    results = {plan.lesson.notebook: lesson_results(plan, states[plan.lesson.notebook]) for plan in plans}
+    return (_student_row(name, plans, columns, results, states), feedback_markdown(name, plans, results, states),
+            gradescope_results(plans, results, states))
+
+
+def failed_reports(name, columns, error):
+    """Reports saying that this student's results could not be judged (zero points, the reason in `issues`)."""
+    message = f"could not be judged: {error}"
+    row = [name] + ["0"] * len(columns) + ["0", message]
+    feedback = f"# Feedback for {name}\n\nYour work {message_line(message)}. Your instructor has been told.\n"
+    results = {"score": 0, "execution_time": 0.0, "output": message, "output_format": "text", "tests": []}
+    return row, feedback, results
+
+
+def read_gradebook(path):
+    """(header, max row, [student rows]) of a gradebook.csv; the max row is the first row, by position."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if len(rows) < 2 or rows[0][:1] != ["student"]:
+        raise ValueError(f"{path} is not a gradebook written by `llmc grade` (no header and max row)")
+    return rows[0], rows[1], rows[2:]
 
 
 def _max_row(plans, columns):
@@ -108,17 +151,46 @@ def _problems(state):
     if state is None:
         return ["This notebook has not been graded yet."]
     lines = []
-    if state["status"] == "missing":
-        lines.append(f"Not submitted: {state['message']}.")
-    elif state["status"] != "graded":
-        lines.append(f"The notebook could not be graded completely ({state['status']}): {state['message']}.")
+    message = message_line(state["message"])
+    if state["status"] == protocol.MISSING:
+        lines.append(f"Not submitted: {message}.")
+    elif state["status"] != protocol.GRADED:
+        lines.append(f"The notebook could not be graded completely ({state['status']}): {message}.")
     elif state["message"]:
-        lines.append(f"Note: {state['message']}.")
+        lines.append(f"Note: {message}.")
     for e in state["cell_errors"]:
         where = f"cell {e['cell']}, line {e['line']}" if e["line"] else f"cell {e['cell']}"
-        code = f" (`{e['source_line'].strip()}`)" if e["source_line"].strip() else ""
-        lines.append(f"A cell failed to run, so what it defines is missing: {where}: {e['error']}{code}")
+        code = f" ({code_span(e['source_line'])})" if e["source_line"].strip() else ""
+        lines.append(f"A cell failed to run, so what it defines is missing: {where}: {message_line(e['error'])}{code}")
     return lines
+
+
+# Learner-made text (error messages, source lines, file names) goes into the feedback as inert text: on one
+# line (no headers, no fake "Total" lines), with Markdown's inline marks escaped and HTML as entities.
+# An underscore between two letters or digits never marks emphasis, so file names keep theirs.
+INLINE_MARKS = re.compile(r"([\\`*\[\]~|]|(?<![^\W_])_|_(?![^\W_]))")
+
+
+def message_line(text):
+    """`text` as one line of plain Markdown text that renders as itself."""
+    return INLINE_MARKS.sub(r"\\\1", html.escape(" ".join(str(text).split()), quote=False))
+
+
+def code_span(text):
+    """`text` on one line as inline code, with a fence of backticks longer than any run inside it."""
+    text = " ".join(str(text).split())
+    ticks = "`" * (longest_run(text, "`") + 1)
+    return f"{ticks} {text} {ticks}"
+
+
+def fenced(text, info="text"):
+    """A fenced code block holding `text` verbatim; no line inside can close it."""
+    fence = "`" * max(3, longest_run(text, "`") + 1)
+    return [fence + info, text, fence]
+
+
+def longest_run(text, char):
+    return max((len(run) for run in re.findall(f"{re.escape(char)}+", text)), default=0)
 
 
 def feedback_markdown(name, plans, results, states):
@@ -135,7 +207,7 @@ def feedback_markdown(name, plans, results, states):
             lines += [f"- {p}" for p in problems] + [""]
         if plan.hidden_ids:
             lines += [f"This lesson was also graded with {len(plan.hidden_ids)} hidden checks, marked (hidden).", ""]
-        lines += ["```text", format_results(rs, plan.hidden_ids).rstrip("\n"), "```", ""]
+        lines += fenced(format_results(rs, plan.hidden_ids).rstrip("\n")) + [""]
     return "\n".join(lines)
 
 

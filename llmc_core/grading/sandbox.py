@@ -1,23 +1,25 @@
 """Run one notebook's probes in a child process that the learner's code cannot escape or fool.
 
 The parent (this module) starts `child.py` with limits and reads back plain JSON events, one per
-line, size-capped. The verdict is never decided here or in the child: `grade.py` compares the
-outcomes with snapshots the child never sees.
+line, size-capped (`protocol.py`). The verdict is never decided here or in the child: `gradebook.py`
+compares the outcomes with snapshots the child never sees.
 
 What contains the child depends on what the machine allows; `detect_isolation()` picks the
 strongest of these, and `Isolation.describe()` says which one is in use:
 
-- `namespaces` (root): `unshare --mount --net --pid --fork --mount-proc`, then a private uid per
-  job slot: no network; read-only mounts except a private /tmp; snapshot, solution, submission and
-  output folders covered by empty mounts; every process killed with the namespace.
+- `namespaces` (root): `unshare --mount --net --pid --ipc --fork --mount-proc`, then a private uid
+  per job slot: no network; its own IPC; a new root holding only an allow-list, read-only, with
+  answer folders covered (rootfs.py) and a private /tmp; every process killed with the namespace.
 - `user-namespaces` (not root): the same through `unshare --user --map-root-user`, keeping your uid.
 - `private-user` (root without namespaces, e.g. a container): a private uid per job slot, so files
-  readable only by their owner stay out of reach; leftover processes are killed by uid.
+  readable only by their owner stay out of reach; leftover processes and IPC are removed by uid.
 - `rlimits-only`: nothing else is available.
 
-Every mode sets rlimits (CPU time, address space, processes, file size, open files), a
-wall-clock timeout enforced here, a cap on what the child may send back, and a scrubbed environment.
+Every mode sets rlimits (CPU time, address space, processes, file size, open files), a time limit
+enforced here (clock.py), a cap on what the child may send back, and a scrubbed environment; where
+the grader may make cgroups (cgroups.py), each notebook also gets one for memory, processes and CPU.
 """
+import ctypes
 import functools
 import json
 import os
@@ -32,6 +34,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from llmc_core.grading import cgroups, protocol, rootfs
+from llmc_core.grading.clock import Clock
+
 CHILD_SCRIPT = Path(__file__).resolve().parent / "child.py"
 # Private uids for grading children: far above any normal account, one block per grader process,
 # one uid per job slot, so RLIMIT_NPROC (counted per uid) and file permissions separate them.
@@ -41,7 +46,7 @@ UID_BASE = 1_900_000_000
 @dataclass(frozen=True)
 class Limits:
     """Resource limits for one notebook's grading process."""
-    timeout: float = 120.0        # wall-clock seconds for loading the notebook and running its probes
+    timeout: float = 120.0        # seconds charged for loading the notebook and running its probes (see Clock)
     memory: int = 4 << 30         # bytes of address space (torch alone maps ~0.7 GB)
     processes: int = 64           # processes and threads of the child's uid
     file_size: int = 64 << 20     # bytes in any one file the child writes
@@ -49,6 +54,7 @@ class Limits:
     disk: int = 256 << 20         # size of the child's private /tmp (namespace modes)
     output: int = 8 << 20         # bytes of results the child may send back
     log: int = 64 << 10           # bytes of the child's stdout/stderr kept (its tail) for the instructor
+    cpus: float = 1.0             # CPU cores the notebook's processes share (cgroup quota, where available)
 
     def to_json(self):
         return asdict(self)
@@ -69,10 +75,11 @@ class Isolation:
 
     def describe(self):
         return {
-            "namespaces": "network, PID and mount namespaces; a private uid per job; hidden folders; "
-                          "read-only mounts but a private /tmp",
-            "user-namespaces": "network, PID and mount namespaces through a user namespace; hidden folders; "
-                               "read-only mounts but a private /tmp; children keep your uid",
+            "namespaces": "network, PID, IPC and mount namespaces; a private uid per job; a read-only root "
+                          "holding only Python, the system and the package, answers covered; a private /tmp",
+            "user-namespaces": "network, PID, IPC and mount namespaces through a user namespace; a read-only root "
+                               "holding only Python, the system and the package, answers covered; a private /tmp; "
+                               "children keep your uid",
             "private-user": "no namespaces available: a private uid per job, killed by uid; network is NOT blocked and "
                             "world-readable files (snapshots included) are readable by the child",
             "rlimits-only": "no namespaces and not root: resource limits only; network is NOT blocked, the child can read "
@@ -92,7 +99,7 @@ def _works(command):
 def detect_isolation(allow_namespaces=True):
     """The strongest isolation this machine allows (tried once per process)."""
     unshare = shutil.which("unshare")
-    base = ["--mount", "--net", "--pid", "--fork", "--mount-proc", "--kill-child", "--propagation", "private"]
+    base = ["--mount", "--net", "--pid", "--ipc", "--fork", "--mount-proc", "--kill-child", "--propagation", "private"]
     if allow_namespaces and unshare:
         if os.geteuid() == 0 and _works([unshare] + base):
             return Isolation("namespaces", tuple([unshare] + base))
@@ -118,11 +125,14 @@ def python_reachable_by_others():
 @dataclass
 class ChildRun:
     """What came back from one grading child."""
-    status: str                   # ok | timeout | crashed | output too large | grader error
+    status: str                   # protocol.OK, or one of protocol.CHILD_FAILURES, or protocol.GRADER_ERROR
     events: list = field(default_factory=list)
     message: str = ""             # why the status is not ok, in words for the learner
     log: str = ""                 # tail of the child's stdout and stderr, for the instructor
     wall: float = 0.0
+    cpu: float = None             # CPU seconds of all the notebook's processes (None without a cgroup)
+    starved: float = 0.0          # seconds its main process waited for a CPU while it could have run
+    overloaded: bool = False      # a timeout on a machine too busy to call it fair: grade it again, alone
 
 
 class _Tail:
@@ -207,6 +217,29 @@ def kill_uid(uid):
         time.sleep(0.05)
 
 
+def remove_ipc_of_uid(uid):
+    """Remove the System V shared memory, queues and semaphores a private uid left (modes without an IPC namespace)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    IPC_RMID = 0
+    remove = {"shm": lambda i: libc.shmctl(i, IPC_RMID, None), "msg": lambda i: libc.msgctl(i, IPC_RMID, None),
+              "sem": lambda i: libc.semctl(i, 0, IPC_RMID)}
+    for kind, rm in remove.items():
+        try:
+            lines = Path(f"/proc/sysvipc/{kind}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        column = {"shm": 7, "msg": 7, "sem": 4}[kind]  # the owner's uid
+        for fields in (line.split() for line in lines):
+            if len(fields) > column and int(fields[column]) == uid:
+                rm(int(fields[1]))
+    for leftover in Path("/dev/shm").glob("*"):  # POSIX shared memory and semaphores
+        try:
+            if leftover.lstat().st_uid == uid:
+                leftover.unlink()
+        except OSError:
+            pass
+
+
 def _kill_group(proc):
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -235,6 +268,7 @@ def run_child(request, limits, isolation, slot=0, hide=(), workroot=None, cancel
     `cancel`: a threading.Event; when set, the child is killed and the run reported as cancelled.
     """
     uid = slot_uid(slot) if isolation.private_uid else None
+    group = cgroups.create(f"llmc-grade-{os.getpid()}-{slot}", limits)
     own_workroot = workroot is None
     workroot = Path(workroot or tempfile.mkdtemp(prefix=f"llmc-grade-{os.getpid()}-"))
     os.chmod(workroot, 0o711)  # private uids pass through to their own 0700 folder, and list nothing
@@ -242,10 +276,11 @@ def run_child(request, limits, isolation, slot=0, hide=(), workroot=None, cancel
     if uid is not None and not isolation.mounts:
         os.chown(workdir, uid, uid)
     read_end, write_end = os.pipe()
-    jail = {"mounts": isolation.mounts, "uid": uid, "workdir": str(workdir), "hide": [str(p) for p in hide],
-            "readable": [str(p) for p in readable],
+    jail = {"mounts": isolation.mounts, "uid": uid, "workdir": str(workdir),
+            "root": rootfs.plan_root(hide, readable) if isolation.mounts else None,
             "matplotlib_cache": list(matplotlib_font_cache()),
-            "processes_now": None if uid is not None else _count_my_processes()}
+            "processes_now": None if uid is not None else _count_my_processes(),
+            "cgroups": group.procs_files() if group else []}
     message = dict(request, jail=jail, limits=limits.to_json(), result_fd=write_end)
     payload = json.dumps(message).encode()
     command = death_signal_prefix() + list(isolation.unshare) + [sys.executable, "-I", str(CHILD_SCRIPT)]
@@ -257,18 +292,27 @@ def run_child(request, limits, isolation, slot=0, hide=(), workroot=None, cancel
     finally:
         os.close(write_end)
     try:
-        return _supervise(proc, payload, read_end, limits, start, cancel)
+        run = _supervise(proc, payload, read_end, limits, Clock(start, limits, proc, isolation, group), cancel)
+        if group is not None and run.status == protocol.CRASHED and group.memory_killed():
+            run.message = (f"it went over the memory limit of {limits.memory / 2**30:.3g} GB "
+                           "(all its processes together)")
+        return run
     finally:
         _kill_group(proc)
         proc.wait()
         os.close(read_end)
+        if group is not None:
+            group.remove()  # kills what is left of the notebook, whatever its uid or session
         if uid is not None:
             kill_uid(uid)  # also waits for the PID namespace's processes to be gone before the slot is reused
+            if not isolation.mounts:
+                remove_ipc_of_uid(uid)
         shutil.rmtree(workroot if own_workroot else workdir, ignore_errors=True)
 
 
 def remove_stale_workroots():
-    """Delete the working folders of graders that were killed before they could clean up."""
+    """Delete the working folders (and cgroups) of graders that were killed before they could clean up."""
+    cgroups.remove_stale()
     for folder in Path(tempfile.gettempdir()).glob("llmc-grade-*-*"):
         pid = folder.name.split("-")[2]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
@@ -279,23 +323,24 @@ def _count_my_processes():
     return len(processes_of_uid(os.getuid()))
 
 
-def _supervise(proc, payload, read_end, limits, start, cancel):
-    """Feed the request, drain output and results under caps, enforce the wall clock."""
+def _supervise(proc, payload, read_end, limits, clock, cancel):
+    """Feed the request, drain output and results under caps, enforce the time limit."""
     log = _Tail(limits.log)
     results = bytearray()
-    deadline = start + limits.timeout
+    start = clock.start
     # Write the request from a thread: a child that never reads stdin must not block us.
     feeder = threading.Thread(target=_feed, args=(proc.stdin, payload), daemon=True)
     feeder.start()
     open_fds = {proc.stdout.fileno(): "log", read_end: "results"}
-    status, reason, exited_at = "ok", "", None
+    status, reason, exited_at, overloaded = protocol.OK, "", None, False
     while open_fds:
         now = time.monotonic()
         if cancel is not None and cancel.is_set():
-            status, reason = "crashed", "grading was cancelled"
+            status, reason = protocol.CRASHED, "grading was cancelled"
             break
-        if now > deadline:
-            status, reason = "timeout", f"it ran past the time limit of {limits.timeout:g} s"
+        if clock.expired(now):
+            status, reason = protocol.TIMEOUT, f"it ran past the time limit of {limits.timeout:g} s"
+            overloaded = clock.overloaded(now)
             break
         if proc.poll() is not None:
             # The child is gone; a process it left behind may still hold the pipes open.
@@ -312,25 +357,27 @@ def _supervise(proc, payload, read_end, limits, start, cancel):
             else:
                 results += chunk
                 if len(results) > limits.output:
-                    status, reason = "output too large", f"it sent back more than {limits.output} bytes of results"
+                    status = protocol.OUTPUT_TOO_LARGE
+                    reason = f"it sent back more than {limits.output} bytes of results"
                     open_fds.clear()
                     break
-    if status != "ok":
+    if status != protocol.OK:
         _kill_group(proc)
     try:
         returncode = proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         returncode = proc.wait()
-    events, complete = parse_events(bytes(results))
-    if not any(e.get("event") == "ready" for e in events) and status != "timeout":
+    events, complete = protocol.parse(bytes(results))
+    if not protocol.started(events) and status != protocol.TIMEOUT:
         # The child failed before any learner code ran: a problem of the grader or the machine.
-        return ChildRun("grader error", [], "the grader failed before running the notebook: "
+        return ChildRun(protocol.GRADER_ERROR, [], "the grader failed before running the notebook: "
                         + (log.text().strip().splitlines() or ["no output"])[-1], log.text(), time.monotonic() - start)
-    if status == "ok" and not complete:
-        status = "crashed"
+    if status == protocol.OK and not complete:
+        status = protocol.CRASHED
         reason = _exit_reason(returncode)
-    return ChildRun(status, events, reason, log.text(), time.monotonic() - start)
+    return ChildRun(status, events, reason, log.text(), time.monotonic() - start, clock.cpu, clock.starved,
+                    overloaded)
 
 
 def _feed(stdin, payload):
@@ -351,22 +398,3 @@ def _exit_reason(returncode):
         except ValueError:
             return f"it ended with status {returncode}"
     return f"it ended (exit status {returncode}) before reporting every check: the notebook's code exited the process"
-
-
-def parse_events(data):
-    """([event dicts], finished) from the child's newline-delimited JSON; stops at the first malformed line."""
-    events, finished = [], False
-    for line in data.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except (ValueError, RecursionError):
-            break
-        if not isinstance(event, dict):
-            break
-        events.append(event)
-        if event.get("event") in ("done", "unreadable"):
-            finished = True
-            break
-    return events, finished

@@ -5,15 +5,26 @@ notebook is found by its file name (`01_micrograd.ipynb`) anywhere inside, the s
 first. Nothing is extracted to disk: zip members are read in memory, sizes are checked before
 reading, and symbolic links are never followed (a link could point at another student's work).
 """
+import hashlib
+import json
 import os
 import re
 import stat
+import unicodedata
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmc_core.grading.protocol import MISSING, TOO_LARGE, UNREADABLE
+
 MAX_DEPTH = 4  # how deep inside a submission a notebook is looked for
 SKIPPED_FOLDERS = {"__MACOSX", ".ipynb_checkpoints", ".git"}
+# File names hold at most 255 bytes; a student's name becomes `.<name>.json.<random>.tmp` while written.
+MAX_NAME_BYTES = 96
+RESERVED_NAMES = ("max", "student")  # the gradebook's header and its first row
+LOOKALIKE_MARK = "_lookalike_"
+CELL_TYPES = ("code", "markdown", "raw")
 
 
 @dataclass(frozen=True)
@@ -27,17 +38,40 @@ class Student:
 class Found:
     """A lesson notebook read from a submission, or why there is none."""
     data: bytes = None
-    status: str = "ok"   # ok | missing | too large | unreadable
+    status: str = "ok"   # "ok", or MISSING, TOO_LARGE, UNREADABLE (protocol.py)
     message: str = ""    # for the learner; a note even when ok (e.g. several copies)
     where: str = ""      # the path inside the submission
 
 
 def safe_name(name):
-    """A student name usable as a file name and harmless in a spreadsheet cell."""
+    """A student name usable as a file name and harmless in a spreadsheet cell.
+
+    Long names are cut and given a hash of the whole name, so they stay distinct and the same on
+    every run; names that look like the gradebook's own rows get a visible mark.
+    """
     safe = re.sub(r"[^\w.@+-]", "_", name)
-    if safe[:1] in ("=", "+", "-", "@", ".") or safe in ("max", "student"):
+    if safe[:1] in ("=", "+", "-", "@", ".") or safe in RESERVED_NAMES:
         safe = "_" + safe  # spreadsheets run = + - @ cells as formulas; "max" and "student" name gradebook rows
+    elif looks_reserved(safe):
+        safe = LOOKALIKE_MARK + safe
+    if len(safe.encode("utf-8")) > MAX_NAME_BYTES:
+        tag = "-" + hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+        while len((safe + tag).encode("utf-8")) > MAX_NAME_BYTES:
+            safe = safe[:-1]
+        safe += tag
     return safe
+
+
+def looks_reserved(name):
+    """True for names a reader could take for "max" or "student": Unicode look-alikes ("mах" in Cyrillic)."""
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    if folded in RESERVED_NAMES:
+        return True
+    if folded.isascii():
+        return False
+    # Any letter outside ASCII may pass for the ASCII one at its place; mark rather than guess which.
+    return any(len(folded) == len(word) and all(a == b or not a.isascii() for a, b in zip(folded, word))
+               for word in RESERVED_NAMES)
 
 
 def find_students(root):
@@ -66,23 +100,92 @@ def read_lesson_notebook(student, filename, max_bytes):
     """Found(data) for the notebook called `filename` in the student's submission."""
     try:
         if student.kind == "zip":
-            return _read_from_zip(student.source, filename, max_bytes)
-        return _read_from_folder(student.source, filename, max_bytes)
-    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError, EOFError) as e:
-        return Found(status="unreadable", message=f"the submission could not be read: {type(e).__name__}: {e}")
+            return checked(_read_from_zip(student.source, filename, max_bytes), filename)
+        return checked(_read_from_folder(student.source, filename, max_bytes), filename)
+    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError, EOFError,
+            ValueError, zlib.error) as e:
+        return Found(status=UNREADABLE, message=f"the submission could not be read: {type(e).__name__}: {e}")
+
+
+def checked(found, filename):
+    """`found`, or an unreadable Found saying what is wrong when its bytes are not a usable notebook."""
+    if found.status != "ok":
+        return found
+    problem = notebook_problem(found.data)
+    if not problem:
+        return found
+    message = (f"{filename} is not a usable notebook: {problem}; open it in Jupyter and save it again, "
+               "or start from a fresh copy of the lesson")
+    return Found(status=UNREADABLE, message=message, where=found.where)
+
+
+def notebook_problem(data):
+    """What makes `data` unusable as a notebook the grader can load, in words, or "" when nothing does."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return f"it is not UTF-8 text (byte {e.start} is {data[e.start:e.start + 1]!r})"
+    try:
+        nb = json.loads(text)
+    except RecursionError:
+        return "its JSON is nested too deeply"
+    except ValueError as e:
+        return f"its JSON does not parse ({e})"
+    if not isinstance(nb, dict):
+        return f"it holds a JSON {_kind(nb)}, not a notebook object"
+    if nb.get("nbformat") != 4 or isinstance(nb.get("nbformat"), bool):
+        return f"its nbformat is {_short(nb.get('nbformat'))}, not 4 (save it from Jupyter as .ipynb)"
+    if not isinstance(nb.get("cells"), list):
+        return f"its `cells` is {_kind(nb.get('cells'))}, not a list"
+    for i, cell in enumerate(nb["cells"]):
+        problem = _cell_problem(cell)
+        if problem:
+            return f"cells[{i}] {problem}"
+    return ""
+
+
+def _cell_problem(cell):
+    if not isinstance(cell, dict):
+        return f"is {_kind(cell)}, not a cell object"
+    if cell.get("cell_type") not in CELL_TYPES:
+        return f"has cell_type {_short(cell.get('cell_type'))}, not one of {', '.join(CELL_TYPES)}"
+    source = cell.get("source")
+    if not (isinstance(source, str) or isinstance(source, list) and all(isinstance(x, str) for x in source)):
+        return f"has a source that is {_kind(source)}, not text or a list of lines"
+    metadata = cell.get("metadata", {})
+    if not isinstance(metadata, dict):
+        return f"has metadata that is {_kind(metadata)}, not an object"
+    tags = metadata.get("tags", [])
+    if not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
+        return "has metadata.tags that is not a list of strings"
+    return ""
+
+
+def _kind(value):
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+             float: "a number", type(None): "null"}
+    return "missing" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _short(value):
+    try:
+        text = json.dumps(value) if value is not None else "missing"
+    except ValueError:  # an integer with more digits than Python converts
+        text = "a huge number"
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _too_large(size, filename, max_bytes):
     message = (f"{filename} is {size / 2**20:.0f} MB, over the {max_bytes / 2**20:.0f} MB limit for a notebook; "
                "clear its outputs (Edit > Clear Outputs) and save")
-    return Found(status="too large", message=message)
+    return Found(status=TOO_LARGE, message=message)
 
 
 def _missing(filename, others):
     message = f"no {filename} in the submission"
     if others:
         message += f" (notebooks found: {', '.join(sorted(others)[:5])}; lesson notebooks must keep their file names)"
-    return Found(status="missing", message=message)
+    return Found(status=MISSING, message=message)
 
 
 def _several(candidates, chosen):
@@ -108,7 +211,7 @@ def _read_from_folder(folder, filename, max_bytes):
     where = str(path.relative_to(folder))
     info = os.lstat(path)
     if not stat.S_ISREG(info.st_mode):
-        return Found(status="unreadable", message=f"{where} is a link or a special file, not a notebook", where=where)
+        return Found(status=UNREADABLE, message=f"{where} is a link or a special file, not a notebook", where=where)
     if info.st_size > max_bytes:
         return _too_large(info.st_size, filename, max_bytes)
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)

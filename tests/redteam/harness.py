@@ -20,6 +20,7 @@ class Case:
     status: str        # the state's status after grading
     points: str        # "max" or a number of points
     needs: str         # "namespaces" when only that sandbox mode can contain it safely, else ""
+    alone: bool        # graded by a test of its own (it needs a setup of its own), not in the shared batch
     source: str
     summary: str
 
@@ -28,12 +29,14 @@ def load_case(path):
     text = Path(path).read_text(encoding="utf-8")
     header = dict(re.findall(r"^# ([a-z-]+): (.+)$", text, flags=re.MULTILINE))
     return Case(Path(path).stem, header["lesson"], header["base"], header.get("position", "end"),
-                header["expect-status"], header["expect-points"], header.get("needs", ""), text,
+                header["expect-status"], header["expect-points"], header.get("needs", ""),
+                header.get("alone") == "yes", text,
                 text.splitlines()[0][2:])
 
 
 def all_cases():
-    return [load_case(p) for p in sorted(CASES_DIR.glob("*.py")) if p.stem not in ("__init__", "harness")]
+    """Every red-team case: the files of this folder that declare the verdict they must get."""
+    return [load_case(p) for p in sorted(CASES_DIR.glob("*.py")) if "\n# expect-status: " in p.read_text()]
 
 
 def base_notebook(lesson, base):
