@@ -80,3 +80,16 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme
     assert re.search(r"^make test$", (ROOT / ".ci" / "run").read_text(), re.M)
+
+
+def test_readme_links_follow_the_repository_setting():
+    """The README is written by hand; its clone, badge and install lines must say what pyproject.toml says."""
+    from llmc_core.build import project_settings
+    from llmc_core.course import LESSONS
+    project = project_settings(ROOT)
+    readme = (ROOT / "README.md").read_text()
+    assert f"git clone {project.repository}" in readme
+    assert project.colab_badge(f"lessons/{LESSONS[0].filename}") in readme
+    assert project.pip_spec in readme
+    for page in [ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("lessons/*.ipynb")]:
+        assert "<this repository>" not in page.read_text(), page
