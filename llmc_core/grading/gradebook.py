@@ -16,6 +16,7 @@ from llmc_core.checking import format_points, format_results
 from llmc_core.exercises import Outcome, exercises, judge
 from llmc_core.fileio import atomic_write_json, atomic_write_text
 from llmc_core.grading.grade import load_state, state_path
+from llmc_core.grading.summary import write_summary
 
 
 def outcome_for(probe_id, state, order):
@@ -68,17 +69,19 @@ def write_reports(out, students, plans):
     """Write gradebook.csv, feedback/ and results/ for every student from the committed states."""
     columns = exercise_columns(plans)
     header = ["student"] + [c for c, _ in columns] + ["total", "issues"]
-    rows = [_max_row(plans, columns)]
+    rows, graded = [_max_row(plans, columns)], []
     for student in students:
         states = {plan.lesson.notebook: load_state(state_path(out, student.name, plan.lesson)) for plan in plans}
         results = {plan.lesson.notebook: lesson_results(plan, states[plan.lesson.notebook]) for plan in plans}
         rows.append(_student_row(student.name, plans, columns, results, states))
+        graded.append((student.name, results, states))
         feedback = feedback_markdown(student.name, plans, results, states)
         atomic_write_text(out / "feedback" / f"{student.name}.md", feedback)
         atomic_write_json(out / "results" / f"{student.name}.json", gradescope_results(plans, results, states))
     text = io.StringIO()
     csv.writer(text, lineterminator="\n").writerows([header] + rows)
     atomic_write_text(out / "gradebook.csv", text.getvalue())
+    write_summary(out, graded)
 
 
 def _max_row(plans, columns):
