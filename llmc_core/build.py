@@ -135,6 +135,7 @@ def lesson_from_solution(solution, name, project=None):
             if cell["source"] != source:
                 cell["metadata"]["nbgrader"] = nbgrader_metadata(cell)
     lesson["cells"][:0] = colab_cells(name, project or project_settings())
+    lesson["metadata"].pop("jupytext", None)  # an author's .py pairing (docs/authors.md) is not the learner's
     return lesson
 
 

@@ -190,3 +190,9 @@ def test_exercise_cells_carry_nbgrader_metadata():
     marked = [c for c in lesson["cells"] if "nbgrader" in c["metadata"]]
     assert marked and all("# YOUR CODE HERE" in cell_source(c) for c in marked)
     assert all(c["metadata"]["nbgrader"]["solution"] and c["metadata"]["nbgrader"]["grade_id"] == c["id"] for c in marked)
+
+
+def test_an_authors_jupytext_pairing_stays_out_of_the_lesson():
+    solution = read_notebook(SOLUTIONS[0])
+    solution["metadata"]["jupytext"] = {"formats": "ipynb,py:percent"}
+    assert "jupytext" not in lesson_from_solution(solution, SOLUTIONS[0].name)["metadata"]
