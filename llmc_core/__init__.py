@@ -5,10 +5,18 @@ The names a notebook needs are importable from here without loading torch:
 """
 import os
 
-from llmc_core.checking import check
-from llmc_core.notebook import load_notebook
-
 __all__ = ["check", "load_notebook", "small_run"]
+
+
+def __getattr__(name):
+    """`check` and `load_notebook` are imported on first use, so that `llmc --help` loads no numpy."""
+    if name == "check":
+        from llmc_core.checking import check
+        return check
+    if name == "load_notebook":
+        from llmc_core.notebook import load_notebook
+        return load_notebook
+    raise AttributeError(f"module 'llmc_core' has no attribute {name!r}")
 
 
 def small_run():
