@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -21,6 +22,25 @@ from llmc_core.fileio import atomic_write_bytes, atomic_write_text
 from llmc_core.notebook import cell_source
 
 
+LIST_ITEM = re.compile(r"^([-*+]|\d+\.)\s")
+
+
+@contextmanager
+def kernel_environment():
+    """What the kernel inherits: the small size, and matplotlib's inline backend (figures become outputs)."""
+    saved = {name: os.environ.get(name) for name in ("LLMC_SMALL", "MPLBACKEND")}
+    os.environ["LLMC_SMALL"] = "1"
+    os.environ.pop("MPLBACKEND", None)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def executed(solution, cache, timeout=1200):
     """The solution run top to bottom at the small size (LLMC_SMALL=1), from the cache when it has this version."""
     path = Path(cache) / f"{solution.stem}.{hashlib.sha256(solution.read_bytes()).hexdigest()[:16]}.ipynb"
@@ -28,10 +48,25 @@ def executed(solution, cache, timeout=1200):
         return nbformat.read(path, as_version=4)
     from nbclient import NotebookClient
     nb = nbformat.read(solution, as_version=4)
-    os.environ.update(LLMC_SMALL="1", MPLBACKEND="Agg")  # the kernel inherits them
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(solution.parent)}}).execute()
+    with kernel_environment():
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(solution.parent)}}).execute()
     atomic_write_text(path, nbformat.writes(nb))
     return nb
+
+
+def blank_line_before_lists(text):
+    """MkDocs' Markdown starts a list only after a blank line; Jupyter's (CommonMark) does not need one."""
+    out, fenced, previous = [], False, ""
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and LIST_ITEM.match(line) and previous.strip() and not LIST_ITEM.match(previous) \
+                and not previous.startswith((" ", "\t", "|")):
+            out.append("")
+        out.append(line)
+        previous = line
+    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
 
 
 def lesson_page_notebook(nb, name, project):
@@ -42,8 +77,8 @@ def lesson_page_notebook(nb, name, project):
             stubbed = strip_solutions(cell_source(cell), f"{name}, cell {number}")
             if stubbed != cell_source(cell):
                 cell.source, cell.outputs = stubbed, []
-        elif cell.cell_type == "markdown":
-            cell.source = cell_source(cell).replace("](../docs/", "](../")  # docs/ pages sit at the site's root
+        elif cell.cell_type == "markdown":  # docs/ pages sit at the site's root
+            cell.source = blank_line_before_lists(cell_source(cell).replace("](../docs/", "](../"))
     nb.cells.insert(0, nbformat.v4.new_markdown_cell(project.colab_badge(f"lessons/{name}")))
     return nb
 
@@ -59,7 +94,7 @@ def write_lesson_page(nb, stem, folder):
 
 def home_page(readme):
     """The README with its links pointed at the site's pages: docs/ at the root, each lesson at its page."""
-    text = readme.replace("](docs/", "](")
+    text = blank_line_before_lists(readme.replace("](docs/", "]("))
     for lesson in LESSONS:
         text = re.sub(rf"^(\|[^|\n]*\| )`{lesson.notebook}`", rf"\1[`{lesson.notebook}`](lessons/{lesson.notebook}.md)",
                       text, flags=re.M)
@@ -75,7 +110,7 @@ def build_pages(out, root=REPO_DIR, cache=None, execute=True, names=None):
     (out / "lessons").mkdir(parents=True)
     atomic_write_text(out / "index.md", home_page((root / "README.md").read_text(encoding="utf-8")))
     for page in sorted((root / "docs").glob("*.md")):
-        shutil.copy2(page, out / page.name)
+        atomic_write_text(out / page.name, blank_line_before_lists(page.read_text(encoding="utf-8")))
     pages = []
     for solution in course_sources(root):
         if names and solution.stem not in names:

@@ -8,7 +8,7 @@ import pytest
 from llmc_core.build import BEGIN, project_settings
 from llmc_core.course import LESSONS, REPO_DIR, SOLUTIONS_DIR
 from llmc_core.notebook import cell_source
-from llmc_core.site import build_pages, executed, home_page, lesson_page_notebook, write_lesson_page
+from llmc_core.site import blank_line_before_lists, build_pages, executed, home_page, lesson_page_notebook, write_lesson_page
 
 FIRST = SOLUTIONS_DIR / f"{LESSONS[0].notebook}.ipynb"
 
@@ -62,3 +62,8 @@ def test_a_broken_link_fails_the_build(tmp_path):
     (tmp_path / "src" / "index.md").write_text("[nowhere](missing.md)\n")
     result = mkdocs_build(tmp_path / "src", tmp_path / "site")
     assert result.returncode != 0 and "missing.md" in result.stderr
+
+
+def test_lists_right_after_a_paragraph_become_lists_but_code_stays():
+    text = "You will write:\n- a\n- b\n  more\n- c\n\n```\nkeys:\n- y\n```\n"
+    assert blank_line_before_lists(text) == "You will write:\n\n- a\n- b\n  more\n- c\n\n```\nkeys:\n- y\n```\n"

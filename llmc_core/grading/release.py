@@ -15,7 +15,7 @@ from llmc_core.notebook import read_notebook
 
 RELEASED = ("lessons", "llmc_core", "docs", "pyproject.toml", "environment.yml", "LICENSE")
 SKIPPED = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.egg-info")
-INSTRUCTOR_ONLY = ("docs/instructors.md",)
+INSTRUCTOR_ONLY = ("docs/instructors.md", "docs/authors.md")
 
 # The release's Makefile: `make course` and `make check`, each setting up .venv first.
 STUDENT_MAKEFILE = """\
