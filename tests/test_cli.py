@@ -17,14 +17,18 @@ from llmc_core.cli import COMMAND_MODULES, LAZY_COMMANDS, main
 from llmc_core.course import REPO_DIR
 
 LLMC = Path(sys.executable).parent / "llmc"
-OFFLINE = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "ALL_PROXY": "http://127.0.0.1:9",
-           "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "NO_PROXY": "", "no_proxy": ""}
+
+
+@pytest.fixture(autouse=True)
+def offline(offline_env, monkeypatch):
+    for name, value in offline_env.items():
+        monkeypatch.setenv(name, value)
 
 
 def llmc(*args, prefix=(), cwd=None):
-    """Run `llmc ARGS` with this checkout's llmc_core and no network; return (exit code, stdout, stderr)."""
+    """Run `llmc ARGS` with this checkout's llmc_core; return (exit code, stdout, stderr). The `offline` fixture cuts the network."""
     command = [*prefix, str(LLMC) if LLMC.exists() else shutil.which("llmc"), *map(str, args)]
-    env = dict(os.environ, PYTHONPATH=str(REPO_DIR), **OFFLINE)
+    env = dict(os.environ, PYTHONPATH=str(REPO_DIR))
     env.pop("LLMC_TRACEBACK", None)
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
     return result.returncode, result.stdout, result.stderr

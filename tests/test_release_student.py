@@ -15,22 +15,30 @@ import sys
 import pytest
 
 from llmc_core.build import COLAB_IDS
-from llmc_core.course import LESSONS, solution_path
+from llmc_core.course import LESSONS, REPO_DIR, solution_path
 from llmc_core.grading.release import release
 
 pytestmark = pytest.mark.skipif(not shutil.which("make") or os.name == "nt", reason="needs make and a POSIX venv")
 FIRST = LESSONS[0]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def offline(offline_env):
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in offline_env.items():
+            patch.setenv(name, value)
+        yield
+
+
 def run(command, cwd, **kwargs):
+    """Run a command as the student would, offline; pip finds only what is on this machine (torch pinned as CI does)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # only what the venv itself provides
-    env.update(PIP_CONSTRAINT=str(solution_path(FIRST.notebook).parents[1] / ".ci" / "constraints.txt"),
-               MPLBACKEND="Agg", LLMC_SMALL="1")
+    env.update(PIP_CONSTRAINT=str(REPO_DIR / ".ci" / "constraints.txt"), MPLBACKEND="Agg", LLMC_SMALL="1")
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, **kwargs)
 
 
 @pytest.fixture(scope="module")
-def student(tmp_path_factory):
+def student(tmp_path_factory, offline):
     """A release, set up with `make setup` (what `make course` runs before opening JupyterLab)."""
     folder = tmp_path_factory.mktemp("student") / "llmc"
     release(folder)
