@@ -132,7 +132,10 @@ def release(out, replace=False, repo=REPO_DIR):
         raise ValueError(f"{out} exists; pass --replace to overwrite it, or choose a new folder")
     check_lessons(repo)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as e:  # name the folder the user chose, not the staging folder beside it
+        raise OSError(e.errno, e.strerror, str(out.parent)) from e
     try:
         for name in RELEASED:
             source = repo / name
