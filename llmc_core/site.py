@@ -23,6 +23,12 @@ from llmc_core.notebook import cell_source
 
 
 LIST_ITEM = re.compile(r"^([-*+]|\d+\.)\s")
+# MathJax reads the math that pymdownx.arithmatex marks (mkdocs.yml loads MathJax itself).
+MATHJAX_CONFIG = """window.MathJax = {
+  tex: {inlineMath: [["\\\\(", "\\\\)"]], displayMath: [["\\\\[", "\\\\]"]], processEscapes: true},
+  options: {processHtmlClass: "arithmatex", ignoreHtmlClass: ".*"}
+};
+"""
 
 
 @contextmanager
@@ -108,6 +114,7 @@ def build_pages(out, root=REPO_DIR, cache=None, execute=True, names=None):
     if out.exists():
         shutil.rmtree(out)
     (out / "lessons").mkdir(parents=True)
+    atomic_write_text(out / "js" / "mathjax-config.js", MATHJAX_CONFIG)
     atomic_write_text(out / "index.md", home_page((root / "README.md").read_text(encoding="utf-8")))
     for page in sorted((root / "docs").glob("*.md")):
         atomic_write_text(out / page.name, blank_line_before_lists(page.read_text(encoding="utf-8")))
