@@ -93,7 +93,8 @@ def test_first_lesson_runs_and_checks_pass_once_solved(student):
     solve_first_exercise(lesson)
     execute = ("import json, nbformat, sys; from nbclient import NotebookClient; nb = nbformat.read(sys.argv[1], 4); "
                "NotebookClient(nb, kernel_name='python3', timeout=300).execute(); "
-               "print(json.dumps([(c.source, ''.join(o.get('text', '') for o in c.outputs)) for c in nb.cells if 'outputs' in c]))")
+               "print(json.dumps([(c.source, ''.join(o.get('text', '') or o.get('data', {}).get('text/plain', '') "
+               "for o in c.outputs)) for c in nb.cells if 'outputs' in c]))")
     executed = run([".venv/bin/python", "-c", execute, str(lesson)], student)
     assert executed.returncode == 0, executed.stderr[-2000:]
     checks = [text for source, text in json.loads(executed.stdout) if source.startswith("check(")]
