@@ -1,11 +1,12 @@
 # The two commands of the README: `make course` and `make test`. Both set everything up first.
+# `make site` builds the course website into site/ (lesson pages show the outputs of the executed solutions).
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 # Linux without an NVIDIA GPU: `make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu` saves GBs of CUDA wheels.
 TORCH_INDEX ?=
 
-.PHONY: setup course test build
+.PHONY: setup course test build site
 
 setup: $(VENV)/.installed
 
@@ -25,3 +26,7 @@ test: setup
 
 build: setup
 	$(BIN)/llmc build
+
+site: setup
+	$(BIN)/python -m llmc_core.site build/site-src
+	$(BIN)/mkdocs build

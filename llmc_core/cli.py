@@ -1,7 +1,15 @@
-"""The `llmc` command."""
+"""The `llmc` command.
+
+A user's mistake ends in one line that says what is wrong and what to do (never a traceback), and
+`llmc --help` imports no torch: modules that do are imported only when one of their commands runs.
+"""
 import argparse
+import errno
 import importlib
+import importlib.metadata
 import importlib.util
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -9,6 +17,17 @@ from llmc_core.course import REPO_DIR
 
 # Subcommands that live with the code they run: each module has register(subparsers).
 COMMAND_MODULES = ("llmc_core.grading.cli", "llmc_core.train.cli", "llmc_core.tokenizer_cli")
+# The commands of modules that import torch, with their help line, so that `llmc --help` lists them without
+# importing the module (tests/test_cli.py checks these against what register() adds).
+LAZY_COMMANDS = {
+    "llmc_core.train.cli": {
+        "train": "train a GPT-2 (default: a small one on tiny Shakespeare, on the CPU)",
+        "data": "prepare datasets as llm.c token shards",
+        "sample": "sample text from a trained checkpoint",
+        "export": "write a trained checkpoint as an llm.c model file (gpt2_124M.bin format)",
+        "plot": "plot a run's training and validation loss curves",
+    },
+}
 
 
 def cmd_build(args):
@@ -50,8 +69,28 @@ def cmd_progress(args):
     return 0
 
 
-def make_parser():
+def version():
+    try:
+        return importlib.metadata.version("llmc")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        from llmc_core.build import project_settings
+        return project_settings().version
+
+
+class VersionAction(argparse.Action):
+    """`llmc --version`: looks the version up only when asked."""
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="print llmc's version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"llmc {version()}")
+        parser.exit()
+
+
+def make_parser(command=None):
+    """The `llmc` parser. Modules in LAZY_COMMANDS are imported only when `command` is one of theirs."""
     parser = argparse.ArgumentParser(prog="llmc", description="The llmc course: build, check and grade lessons; train GPT-2.")
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("build", help="write lessons/ and probe snapshots from solutions/")
     p.add_argument("notebooks", nargs="*", help="lesson names to build, e.g. 01_micrograd (default: all)")
@@ -65,18 +104,55 @@ def make_parser():
     p.add_argument("directory", nargs="?", default="lessons", help="folder of lesson notebooks (default: lessons)")
     p.set_defaults(run=cmd_progress)
     for name in COMMAND_MODULES:
-        if importlib.util.find_spec(name.rsplit(".", 1)[0]) and importlib.util.find_spec(name):
+        lazy = LAZY_COMMANDS.get(name, {})
+        if lazy and command not in lazy:
+            for lazy_command, help_line in lazy.items():  # listed in --help; running it takes the branch below
+                sub.add_parser(lazy_command, help=help_line, add_help=False)
+        elif importlib.util.find_spec(name.rsplit(".", 1)[0]) and importlib.util.find_spec(name):
             importlib.import_module(name).register(sub)
     return parser
 
 
+def os_error_message(e):
+    """One line for a failed file operation: what failed, where, and what to do."""
+    if isinstance(e, shutil.Error) and e.args and isinstance(e.args[0], list):  # copytree's list of failed copies
+        source, target, why = e.args[0][0]
+        return (f"could not copy {len(e.args[0])} file(s), the first to {target}: {why}; "
+                "free some space or choose a folder you can write to")
+    where = f" {e.filename}" if e.filename else ""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"cannot write{where}: the disk is full ({e.strerror}); free some space or write to another folder"
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"cannot write{where}: {e.strerror}; choose a folder you can write to"
+    return f"{e.strerror or e}{':' + where if where else ''}"
+
+
+def first_command(argv):
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv=None):
-    args = make_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = make_parser(first_command(argv)).parse_args(argv)
+    name = f"llmc {args.command}"
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"llmc {args.command}: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError) as e:  # the course's convention for a user's mistake
+        print(f"{name}: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a read-only or forbidden folder
+        print(f"{name}: {os_error_message(e)}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        if os.environ.get("LLMC_TRACEBACK"):
+            raise
+        print(f"{name}: {type(e).__name__}: {e}", file=sys.stderr)
+        print("  (LLMC_TRACEBACK=1 shows where it happened; if it looks like a bug in llmc, please report it with that)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

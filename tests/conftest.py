@@ -32,3 +32,11 @@ def toy_shards(tmp_path_factory):
         tokens[noise] = rng.integers(0, 256, size=noise.sum())
         write_shard(folder / f"toy_{split}.bin", tokens)
     return folder
+
+
+@pytest.fixture(scope="session")
+def offline_env():
+    """Environment variables that send every HTTP(S) request to a closed local port: the network is off."""
+    dead = "http://127.0.0.1:9"
+    return {"HTTP_PROXY": dead, "HTTPS_PROXY": dead, "ALL_PROXY": dead, "http_proxy": dead, "https_proxy": dead,
+            "all_proxy": dead, "NO_PROXY": "", "no_proxy": "", "PIP_RETRIES": "0"}

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from llmc_core.build import BEGIN, END, build, lesson_from_solution, strip_solutions
+from llmc_core.build import BEGIN, COLAB_IDS, END, build, lesson_from_solution, project_settings, strip_solutions
 from llmc_core.cli import main
 from llmc_core.course import REPO_DIR, SOLUTIONS_DIR
 from llmc_core.notebook import cell_source, read_notebook
@@ -72,6 +72,8 @@ def test_no_solution_code_leaks_into_the_lesson(path):
 def test_lesson_keeps_ids_tags_and_prose_and_has_no_outputs(path):
     solution = read_notebook(path)
     lesson = read_notebook(REPO_DIR / "lessons" / path.name)
+    assert [c["id"] for c in lesson["cells"][:len(COLAB_IDS)]] == list(COLAB_IDS)
+    lesson["cells"] = lesson["cells"][len(COLAB_IDS):]
     assert [c["id"] for c in lesson["cells"]] == [c["id"] for c in solution["cells"]]
     assert [c["metadata"].get("tags") for c in lesson["cells"]] == [c["metadata"].get("tags") for c in solution["cells"]]
     prose = lambda nb: [cell_source(c) for c in nb["cells"] if c["cell_type"] == "markdown"]
@@ -135,6 +137,62 @@ def test_lesson_from_solution_stubs_regions_inside_methods():
     solution = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
         {"id": "a1", "cell_type": "code", "metadata": {"tags": ["x"]}, "execution_count": 1, "outputs": [],
          "source": f"class A:\n    def f(self):\n        {BEGIN}\n        return 42\n        {END}\n"}]}
-    cell = lesson_from_solution(solution, "t.ipynb")["cells"][0]
+    cell = lesson_from_solution(solution, "t.ipynb")["cells"][-1]
     assert "        # YOUR CODE HERE\n        raise NotImplementedError" in cell["source"]
     assert "42" not in cell["source"] and cell["metadata"]["tags"] == ["x"] and cell["execution_count"] is None
+
+
+def test_build_without_course_sources_says_what_is_missing(tmp_path, capsys):
+    assert main(["build", "--check", "--root", str(tmp_path)]) != 0
+    err = capsys.readouterr().err
+    assert "no course sources here" in err and "clone of the course repository" in err
+
+
+def colab_setup_cell():
+    lesson = lesson_from_solution(read_notebook(SOLUTIONS[0]), SOLUTIONS[0].name)
+    (cell,) = [c for c in lesson["cells"] if c["id"] == COLAB_IDS[1]]
+    return cell_source(cell)
+
+
+@pytest.mark.parametrize("on_colab,installed,runs", [(True, False, True), (True, True, False), (False, False, False)],
+                         ids=["colab", "colab-already-installed", "elsewhere"])
+def test_colab_setup_cell_installs_the_matching_version_only_on_colab(monkeypatch, on_colab, installed, runs):
+    import importlib.util
+    import subprocess
+    import sys
+    import types
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: calls.append((command, kwargs)))
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    if on_colab:  # Colab's kernel has imported google.colab before the first cell runs
+        monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: (real_find_spec(name) if installed else None) if name == "llmc_core" else real_find_spec(name, *a))
+    exec(colab_setup_cell(), {})
+    project = project_settings()
+    if runs:
+        assert calls == [([sys.executable, "-m", "pip", "install", "-q", project.pip_spec], {"check": True})]
+        assert project.pip_spec == f"llmc @ git+{project.repository}@v{project.version}"
+    else:
+        assert calls == []
+
+
+def test_lessons_open_in_colab_at_their_own_path():
+    lesson = lesson_from_solution(read_notebook(SOLUTIONS[0]), SOLUTIONS[0].name)
+    badge = cell_source(lesson["cells"][0])
+    project = project_settings()
+    assert f"colab.research.google.com/github/{project.repository.removeprefix('https://github.com/')}/blob/v{project.version}/lessons/{SOLUTIONS[0].name})" in badge
+
+
+def test_exercise_cells_carry_nbgrader_metadata():
+    lesson = lesson_from_solution(read_notebook(SOLUTIONS[0]), SOLUTIONS[0].name)
+    marked = [c for c in lesson["cells"] if "nbgrader" in c["metadata"]]
+    assert marked and all("# YOUR CODE HERE" in cell_source(c) for c in marked)
+    assert all(c["metadata"]["nbgrader"]["solution"] and c["metadata"]["nbgrader"]["grade_id"] == c["id"] for c in marked)
+
+
+def test_an_authors_jupytext_pairing_stays_out_of_the_lesson():
+    solution = read_notebook(SOLUTIONS[0])
+    solution["metadata"]["jupytext"] = {"formats": "ipynb,py:percent"}
+    assert "jupytext" not in lesson_from_solution(solution, SOLUTIONS[0].name)["metadata"]

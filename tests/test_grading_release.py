@@ -24,7 +24,7 @@ def small_repo(tmp_path):
     (repo / "llmc_core" / "snapshots").mkdir(parents=True)
     (repo / "llmc_core" / "__init__.py").write_text('"""package"""\n')
     (repo / "llmc_core" / "snapshots" / "00_setup.json").write_text("{}\n")
-    (repo / "pyproject.toml").write_text("[project]\nname = 'llmc'\n")
+    shutil.copy(REPO_DIR / "pyproject.toml", repo)
     (repo / "tests").mkdir()
     (repo / "tests" / "test_x.py").write_text("")
     return repo
@@ -36,6 +36,22 @@ def test_release_holds_lessons_and_no_solutions(small_repo, tmp_path):
     assert "lessons/00_setup.ipynb" in names and "llmc_core/snapshots/00_setup.json" in names
     assert not any(n.startswith(("solutions", "tests")) for n in names)
     assert all(BEGIN not in p.read_text(errors="replace") for p in files if p.suffix == ".ipynb")
+
+
+def test_release_writes_a_student_readme_makefile_and_license(small_repo, tmp_path):
+    shutil.copy(REPO_DIR / "LICENSE", small_repo)
+    release(tmp_path / "release", repo=small_repo)
+    readme = (tmp_path / "release" / "README.md").read_text()
+    assert "make course" in readme and "make check" in readme and "colab.research.google.com" in readme
+    assert "check:" in (tmp_path / "release" / "Makefile").read_text()
+    assert "MIT License" in (tmp_path / "release" / "LICENSE").read_text()
+
+
+def test_release_without_course_sources_says_what_is_missing(small_repo, tmp_path):
+    shutil.rmtree(small_repo / "solutions")
+    with pytest.raises(FileNotFoundError, match="no course sources here.*clone of the course repository"):
+        release(tmp_path / "release", repo=small_repo)
+    assert not (tmp_path / "release").exists()
 
 
 def test_release_refuses_stale_lessons(small_repo, tmp_path):

@@ -19,6 +19,7 @@ from llmc_core.exercises import Outcome, exercises, judge
 from llmc_core.fileio import atomic_write_json, atomic_write_text
 from llmc_core.grading import protocol
 from llmc_core.grading.store import load_state, state_path
+from llmc_core.grading.summary import write_summary
 
 
 def outcome_for(probe_id, state, order):
@@ -84,10 +85,11 @@ def write_reports(out, students, plans):
     """
     columns = exercise_columns(plans)
     header = ["student"] + [c for c, _ in columns] + ["total", "issues"]
-    rows = [_max_row(plans, columns)]
+    rows, graded = [_max_row(plans, columns)], []
     for student in students:
         try:
-            row, feedback, results = student_reports(out, student.name, plans, columns)
+            row, feedback, results, graded_lessons = student_reports(out, student.name, plans, columns)
+            graded.append((student.name, *graded_lessons))
         except Exception as e:  # noqa: BLE001  one student's unreadable results cost that student only
             row, feedback, results = failed_reports(student.name, columns, f"{type(e).__name__}: {e}"[:500])
         rows.append(row)
@@ -96,15 +98,16 @@ def write_reports(out, students, plans):
     text = io.StringIO()
     csv.writer(text, lineterminator="\n").writerows([header] + rows)
     atomic_write_text(out / "gradebook.csv", text.getvalue())
+    write_summary(out, graded)
     return [header] + rows
 
 
 def student_reports(out, name, plans, columns):
-    """(gradebook row, feedback Markdown, Gradescope results) for one student."""
+    """(gradebook row, feedback Markdown, Gradescope results, (results, states) by lesson) for one student."""
     states = {plan.lesson.notebook: load_state(state_path(out, name, plan.lesson)) for plan in plans}
     results = {plan.lesson.notebook: lesson_results(plan, states[plan.lesson.notebook]) for plan in plans}
     return (_student_row(name, plans, columns, results, states), feedback_markdown(name, plans, results, states),
-            gradescope_results(plans, results, states))
+            gradescope_results(plans, results, states), (results, states))
 
 
 def failed_reports(name, columns, error):
