@@ -4,6 +4,7 @@ Every file in tests/redteam/ is one hostile cell plus the verdict it must get. A
 in one batch (one student each, 2 jobs) and checked one by one; negative controls show that the
 cheats do work when a notebook is checked in-process without the sandbox, so these tests can fail.
 """
+import re
 import base64
 import ctypes
 import hashlib
@@ -208,8 +209,10 @@ def test_forged_results_file_not_written(graded):
 
 def test_hang_in_probe_names_the_check(graded):
     feedback = (graded[0] / "feedback" / "hang_in_probe.md").read_text()
-    assert "floats_with_signs: error\n      grading stopped during this check: it ran past the time limit" in feedback
-    assert "empty_vectors: error\n      not run: grading stopped at an earlier check" in feedback
+    # each failed check: its status line, the probe's input, then why it failed
+    assert re.search(r"floats_with_signs: error\n +input: .*\n +grading stopped during this check: it ran past the time limit",
+                     feedback)
+    assert re.search(r"empty_vectors: error\n +input: .*\n +not run: grading stopped at an earlier check", feedback)
 
 
 def test_timeout_message_names_the_limit(graded):
