@@ -150,12 +150,11 @@ def gelu_float4_shorter_than_4(nb):
     return host(nb.gelu_forward_float4(dev(normal(4, 2, scale=3.0))))
 
 
-@probe("cuda/gelu_forward_float4", points=1, hint=("Speed, not correctness: the counter below says how much a warp moves per instruction.",
+@probe("cuda/gelu_forward_float4", points=1, hint=("Speed, not correctness: the counter above says how much a warp moves.",
        "A warp should move 512 bytes per load instruction (32 lanes x one float4): "
        "load with reinterpret_cast<const float4*>(inp)[k] and store one float4, not 4 floats one by one."))
 def gelu_float4_traffic(nb):
-    """counters of one launch on N = 16384 floats, 4096 threads in blocks of 256: global bytes moved <= 1.05x the
-    minimum (read and write each float once), one load and one store request per warp and 128 floats, >= 90% coalesced"""
+    """N = 16384 floats, 4096 threads in blocks of 256; limits: bytes moved <= 1.05 x 8N, one load and one store request per 128 floats, >= 90% coalesced"""
     N = 1 << 14
     x = normal(8, N)
     prof = counters(nb.gelu_forward_float4_source(), "gelu_forward_float4", (N // 4 // 256,), (256,),
@@ -223,8 +222,7 @@ def layernorm_warp_wide_rows(nb):
        "Lane l reads channels l, l + 32, ... so that a warp reads 32 neighbouring floats at a time, "
        "keeps them in registers (read inp once, not once per pass) and writes out the same way."))
 def layernorm_warp_traffic(nb):
-    """counters of one launch on x (64, 768), 16 blocks of 4 warps: inp read once and out written once (sectors <= 1.05x
-    the minimum), both >= 90% coalesced"""
+    """x (64, 768), 16 blocks of 4 warps; limits: inp read once and out written once (sectors <= 1.05 x N C / 8), both >= 90% coalesced"""
     N, C = 64, 768
     x, w, b = layernorm_inputs(15, N, C)
     args = (np.empty_like(x), np.empty(N, np.float32), np.empty(N, np.float32), x, w, b, np.int32(N), np.int32(C))
@@ -296,8 +294,7 @@ def softmax_online_short_rows(nb):
        "One pass for the running (max, sum) and one to write: the row is read twice, not three times, "
        "with a warp reading 32 neighbouring floats at a time."))
 def softmax_online_traffic(nb):
-    """counters of one launch on x (32, 1024), 8 blocks of 4 warps: inp read at most twice (sectors <= 2.1x the row bytes / 32)
-    and out written once, both >= 90% coalesced"""
+    """x (32, 1024), 8 blocks of 4 warps; limits: inp sectors <= 2.1 x N C / 8 (read twice), out written once, both >= 90% coalesced"""
     N, C = 32, 1024
     x = normal(33, N, C, scale=4.0)
     prof = counters(nb.softmax_online_source(), "softmax_online", (N // 4,), (128,),

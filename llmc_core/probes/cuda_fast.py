@@ -85,8 +85,7 @@ def matmul_counters(nb, name, M, K, N, grid, block):
        "Each element of a tile, loaded once from global memory by one thread, "
        "must serve all 16 threads that need it: a thread reads global memory once per tile step, and the multiply-adds read the tiles."))
 def matmul_tiled_traffic(nb):
-    """counters of one launch on 64 x 64 @ 64 x 64, 4 x 4 blocks of 16 x 16: inp and weight each read (bytes asked for)
-    <= 1.05/16 as often as by the naive kernel (4 N C OC bytes), >= 90% coalesced, no shared-memory bank conflicts"""
+    """64 x 64 @ 64 x 64, 4 x 4 blocks of 16 x 16; limits: inp, weight bytes asked for <= 1.05/16 of the naive kernel's, >= 90% coalesced, no bank conflicts"""
     n = 64
     prof = matmul_counters(nb, "matmul_tiled", n, n, n, (n // 16, n // 16), (16, 16))
     naive = 4 * n ** 3  # bytes the naive kernel asks for, from each of inp and weight
@@ -114,9 +113,7 @@ def matmul_blocked_several_blocks(nb):
        "ty * 4 and 64 + ty * 4, tx * 4 and 64 + tx * 4) and does 64 multiply-adds from them: one shared byte per multiply-add, "
        "neighbouring threads at neighbouring addresses."))
 def matmul_blocked_traffic(nb):
-    """counters of one launch on 128 x 32 @ 32 x 128 (one block of 256 threads): inp and weight read from global memory once
-    (1/128 of the naive kernel's bytes), <= 1.05 shared-memory bytes per multiply-add (the 16 x 16 tiled kernel reads 8),
-    no bank conflicts, >= 90% coalesced loads"""
+    """128 x 32 @ 32 x 128, one block of 256; limits: inp, weight bytes <= 1.05/128 of the naive kernel's, shared bytes <= 1.05 per multiply-add, no bank conflicts"""
     M, K, N = 128, 32, 128
     prof = matmul_counters(nb, "matmul_blocked", M, K, N, (1, 1), (256,))
     naive = 4 * M * K * N
@@ -154,8 +151,7 @@ def attention_fused_wide_heads(nb):
        "A warp per query row and head: lanes read neighbouring channels of q, k and v "
        "(coalesced), each key and value once per query, and nothing but out is written (no (T, T) scores)."))
 def attention_fused_traffic(nb):
-    """counters of one launch on qkv (2, 16, 384), n_head 2 (HS 64), 16 blocks of 4 warps: qkv bytes asked for <= 1.05x
-    (q once per row, k and v once per (query, key) pair), only out written, >= 90% coalesced"""
+    """qkv (2, 16, 384), 2 heads of 64, 16 blocks of 4 warps; limits: qkv bytes <= 1.05 x (q once, k and v once per pair), only out written, >= 90% coalesced"""
     B, T, C, NH = 2, 16, 128, 2
     qkv = qkv_input(55, B, T, C)
     args = (np.empty((B, T, C), np.float32), qkv, np.int32(B), np.int32(T), np.int32(C), np.int32(NH))
@@ -217,8 +213,7 @@ def classifier_in_place(nb):
        "Two passes over a row: one online pass for (max, sum), one that writes dlogits; "
        "threads of a warp take neighbouring columns, and the probabilities are never stored and read back."))
 def classifier_fused_traffic(nb):
-    """counters of one launch on logits (8, 1024), V = 1000, one block of 256 threads per row: logits read at most twice
-    (sectors <= 2.1x the row bytes / 32), dlogits written once and never read, >= 90% coalesced"""
+    """logits (8, 1024), V 1000, a block of 256 per row; limits: logits sectors <= 2.1 x N Vp / 8 (read twice), dlogits written once and never read"""
     N, V, Vp = 8, 1000, 1024
     logits, targets = classifier_inputs(63, N, V, Vp)
     args = (np.empty_like(logits), np.empty(N, np.float32), logits, targets, np.float32(1 / N), np.int32(N), np.int32(V), np.int32(Vp))
