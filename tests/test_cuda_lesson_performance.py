@@ -1,11 +1,13 @@
 """The performance probes of lessons 06 and 07 fail a correct but slow kernel: each slow kernel below passes a
 correctness probe of its exercise and fails the exercise's performance probe, whose message names the counter
-that missed. (The solutions pass every probe: tests/test_probes.py.)"""
+that missed. (The solutions pass every probe: tests/test_probes.py.) A kernel that fails only its performance
+probe is not blamed for the failures of the exercises that use it."""
 import pytest
 
 from llmc_core import load_notebook
+from llmc_core.checking import mark_blocked
 from llmc_core.course import lesson_by_prefix, solution_path
-from llmc_core.exercises import judge, load_snapshots, probes_for, run_probe
+from llmc_core.exercises import ProbeResult, judge, load_snapshots, probes_for, run_probe
 
 GELU_ONE_FLOAT_AT_A_TIME = r"""
 extern "C" __global__ void gelu_forward_float4(float* out, const float* inp, int N) {
@@ -154,3 +156,17 @@ def test_a_correct_but_slow_kernel_fails_the_performance_probe(solutions, case):
     assert correct.status == "passed", f"the slow kernel should be correct: {correct.message}"
     assert fast.status == "failed", f"{fast.probe_id} {fast.status} on a slow kernel: {fast.message}"
     assert "above the limit" in fast.message or "below the minimum" in fast.message, fast.message
+
+
+def test_only_a_wrong_kernel_is_blamed_for_the_exercises_that_use_it():
+    """gpt2 runs matmul_blocked: its failing check says to fix matmul_blocked first when a correctness probe of that
+    fails, and shows its own message when only matmul_blocked's performance probe fails (its results are still right)."""
+    probes = [p for p in probes_for(lesson_by_prefix("cuda_fast")) if p.exercise in ("cuda_fast/matmul_blocked", "cuda_fast/gpt2")]
+    gpt2 = next(i for i, p in enumerate(probes) if p.name == "gpt2_loss_and_gradients")
+
+    def marked(failing):
+        results = [ProbeResult(p.id, p.exercise, p.name, "failed" if p.name in failing else "passed", 0, p.points) for p in probes]
+        return mark_blocked(probes, results)[gpt2]
+
+    assert marked({"matmul_blocked_traffic", "gpt2_loss_and_gradients"}).blocked_by == []
+    assert marked({"matmul_blocked_values", "gpt2_loss_and_gradients"}).blocked_by == ["cuda_fast/matmul_blocked"]

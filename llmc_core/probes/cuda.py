@@ -68,6 +68,12 @@ def races_exposed(seed):
 WITHIN = "within the limit"
 
 
+def measures_speed(func):
+    """Mark a performance probe: a correct but slow kernel still counts as working for the exercises that use it."""
+    func.measures_speed = True
+    return func
+
+
 def counters(source, name, grid, block, args, params, shared_mem=0):
     """The profile of one launch of kernel `name` of `source` on the CPU emulator (whatever the backend),
     its arrays renamed by position to `params`, the pointer parameters as the exercise names them."""
@@ -153,6 +159,7 @@ def gelu_float4_shorter_than_4(nb):
 @probe("cuda/gelu_forward_float4", points=1, hint=("Speed, not correctness: the counter above says how much a warp moves.",
        "A warp should move 512 bytes per load instruction (32 lanes x one float4): "
        "load with reinterpret_cast<const float4*>(inp)[k] and store one float4, not 4 floats one by one."))
+@measures_speed
 def gelu_float4_traffic(nb):
     """N = 16384 floats, 4096 threads in blocks of 256; limits: bytes moved <= 1.05 x 8N, one load and one store request per 128 floats, >= 90% coalesced"""
     N = 1 << 14
@@ -221,6 +228,7 @@ def layernorm_warp_wide_rows(nb):
 @probe("cuda/layernorm_forward_warp", points=1, hint=("Speed, not correctness: see which array is read too often or uncoalesced.",
        "Lane l reads channels l, l + 32, ... so that a warp reads 32 neighbouring floats at a time, "
        "keeps them in registers (read inp once, not once per pass) and writes out the same way."))
+@measures_speed
 def layernorm_warp_traffic(nb):
     """x (64, 768), 16 blocks of 4 warps; limits: inp read once and out written once (sectors <= 1.05 x N C / 8), both >= 90% coalesced"""
     N, C = 64, 768
@@ -293,6 +301,7 @@ def softmax_online_short_rows(nb):
 @probe("cuda/softmax_online", points=1, hint=("Speed, not correctness: the row is read more often (or less coalesced) than an online softmax needs.",
        "One pass for the running (max, sum) and one to write: the row is read twice, not three times, "
        "with a warp reading 32 neighbouring floats at a time."))
+@measures_speed
 def softmax_online_traffic(nb):
     """x (32, 1024), 8 blocks of 4 warps; limits: inp sectors <= 2.1 x N C / 8 (read twice), out written once, both >= 90% coalesced"""
     N, C = 32, 1024

@@ -11,7 +11,7 @@ import torch
 from llmc_core.cuda import backend_name
 from llmc_core.exercises import probe
 from llmc_core.gpt2 import GPT2, GPT2Config
-from llmc_core.probes.cuda import F32, counters, dev, host, judged, normal, races_exposed
+from llmc_core.probes.cuda import F32, counters, dev, host, judged, measures_speed, normal, races_exposed
 
 KERNELS = ("cuda_fast/matmul_blocked", "cuda_fast/attention_forward", "cuda_fast/attention_backward",
            "cuda_fast/classifier_fused", "cuda_fast/encoder_forward", "cuda_fast/encoder_backward_deterministic")
@@ -84,6 +84,7 @@ def matmul_counters(nb, name, M, K, N, grid, block):
 @probe("cuda_fast/matmul_tiled", points=1, hint=("Speed, not correctness: a tile loaded once should serve every thread of the block that needs it.",
        "Each element of a tile, loaded once from global memory by one thread, "
        "must serve all 16 threads that need it: a thread reads global memory once per tile step, and the multiply-adds read the tiles."))
+@measures_speed
 def matmul_tiled_traffic(nb):
     """64 x 64 @ 64 x 64, 4 x 4 blocks of 16 x 16; limits: inp, weight bytes asked for <= 1.05/16 of the naive kernel's, >= 90% coalesced, no bank conflicts"""
     n = 64
@@ -112,6 +113,7 @@ def matmul_blocked_several_blocks(nb):
        "Per step k, a thread reads 8 values of each tile into registers (as float4 pairs at "
        "ty * 4 and 64 + ty * 4, tx * 4 and 64 + tx * 4) and does 64 multiply-adds from them: one shared byte per multiply-add, "
        "neighbouring threads at neighbouring addresses."))
+@measures_speed
 def matmul_blocked_traffic(nb):
     """128 x 32 @ 32 x 128, one block of 256; limits: inp, weight bytes <= 1.05/128 of the naive kernel's, shared bytes <= 1.05 per multiply-add, no bank conflicts"""
     M, K, N = 128, 32, 128
@@ -150,6 +152,7 @@ def attention_fused_wide_heads(nb):
 @probe("cuda_fast/attention_fused", points=1, hint=("Speed, not correctness: the memory traffic is more than one warp per row and head needs.",
        "A warp per query row and head: lanes read neighbouring channels of q, k and v "
        "(coalesced), each key and value once per query, and nothing but out is written (no (T, T) scores)."))
+@measures_speed
 def attention_fused_traffic(nb):
     """qkv (2, 16, 384), 2 heads of 64, 16 blocks of 4 warps; limits: qkv bytes <= 1.05 x (q once, k and v once per pair), only out written, >= 90% coalesced"""
     B, T, C, NH = 2, 16, 128, 2
@@ -212,6 +215,7 @@ def classifier_in_place(nb):
 @probe("cuda_fast/classifier_fused", points=1, hint=("Speed, not correctness: the logits are read more often (or less coalesced) than a fused classifier needs.",
        "Two passes over a row: one online pass for (max, sum), one that writes dlogits; "
        "threads of a warp take neighbouring columns, and the probabilities are never stored and read back."))
+@measures_speed
 def classifier_fused_traffic(nb):
     """logits (8, 1024), V 1000, a block of 256 per row; limits: logits sectors <= 2.1 x N Vp / 8 (read twice), dlogits written once and never read"""
     N, V, Vp = 8, 1000, 1024
