@@ -15,10 +15,10 @@ from llmc_core.numpy_gpt2 import solution
 NAMES = {
     "06_cuda_kernels": (
         "time_kernel", "keep_gpu_busy", "l2_flush_bytes", "device_attribute", "device_peaks", "report",
-        "compiled", "ceil_div", "device_array",
+        "compiled", "ceil_div", "device_array", "show_profiles",
         "gelu_forward", "gelu_forward_float4", "gelu_backward",
         "layernorm_forward", "layernorm_forward_warp", "layernorm_backward",
-        "softmax_forward", "softmax_online",
+        "softmax_forward", "softmax_online_source", "softmax_online",
     ),
 }
 __all__ = [name for names in NAMES.values() for name in names]

@@ -41,7 +41,8 @@ if sys.platform == "darwin":
 # A build for profiling: every memory access calls __tsan_readN/__tsan_writeN and every basic
 # block __sanitizer_cov_trace_pc, which the runtime (profiler.cpp) implements; the object is
 # linked without the sanitizer's own library.  No vectorising: a GPU thread makes scalar accesses.
-PROFILE_FLAGS = ["-O2", "-fno-tree-vectorize", "-fno-tree-slp-vectorize", "-fno-tree-loop-distribute-patterns",
+# -fno-tree-sra keeps a float4 load one 16-byte access (as nvcc's ld.v4), not four scalar loads of its fields.
+PROFILE_FLAGS = ["-O2", "-fno-tree-vectorize", "-fno-tree-slp-vectorize", "-fno-tree-loop-distribute-patterns", "-fno-tree-sra",
                  "-fsanitize=thread", "-fsanitize-coverage=trace-pc", "-DLLMC_CUEMU_PROFILE=1"]
 # memcpy/memset calls of a size known only at run time go to the runtime's counting versions
 # (GNU ld's --wrap; elsewhere such calls are not counted).
