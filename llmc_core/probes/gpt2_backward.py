@@ -174,7 +174,7 @@ def crossentropy_row_grads(nb):
     return nb.crossentropy_row_grad(normal(46, (7,), 2.0), 4)
 
 
-@probe("gpt2_backward/crossentropy_row", hint="Compute on a copy or a new array: the logits passed in must not change.")
+@probe("gpt2_backward/crossentropy_row", hint=("Compute on a copy or a new array: the logits passed in must not change.",))
 def crossentropy_row_keeps_logits(nb):
     logits = normal(47, (5,))
     before = logits.copy()
