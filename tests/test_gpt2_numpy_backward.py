@@ -121,6 +121,69 @@ def test_layer_backward_vs_finite_differences(nb, name):
         assert_close(ours, numerical_grad(loss, x), rtol=1e-6, atol=1e-7, name=f"{name} input {i}")
 
 
+# --- the derivation steps, each against autograd on its own small function ------------------
+
+def vjp(function, x, dout):
+    """dL/dx for L = (function(x) * dout).sum(), by torch autograd in float64."""
+    leaf = torch.tensor(x, requires_grad=True)
+    (function(leaf) * torch.from_numpy(dout)).sum().backward()
+    return leaf.grad.numpy()
+
+
+def test_layernorm_mean_backward_vs_autograd(nb):
+    dxc = normal(30, (2, 3, 6))
+    expected = vjp(lambda x: x - x.mean(dim=-1, keepdim=True), normal(31, (2, 3, 6)), dxc)
+    assert_close(nb.layernorm_mean_backward(dxc), expected, rtol=1e-12, atol=1e-14)
+
+
+def test_layernorm_variance_backward_vs_autograd(nb):
+    xc, dxhat = normal(32, (2, 3, 6), 2.0), normal(33, (2, 3, 6))
+    rstd = 1.0 / np.sqrt((xc**2).mean(axis=-1, keepdims=True) + 1e-5)
+    expected = vjp(lambda xc: xc / torch.sqrt((xc**2).mean(dim=-1, keepdim=True) + 1e-5), xc, dxhat)
+    assert_close(nb.layernorm_variance_backward(dxhat, xc * rstd, rstd), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_layernorm_steps_compose_to_torch_layer_norm(nb):
+    x, dx = normal(34, (3, 7), 3.0, 1.0), normal(35, (3, 7))
+    _, (xhat, _, rstd) = nb.layernorm_forward(x, np.ones(7), np.zeros(7))
+    expected = vjp(lambda x: F.layer_norm(x, (7,), eps=1e-5), x, dx)
+    assert_close(nb.layernorm_mean_backward(nb.layernorm_variance_backward(dx, xhat, rstd)), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_gelu_derivative_vs_autograd(nb):
+    x = np.linspace(-8.0, 8.0, 161)
+    leaf = torch.tensor(x, requires_grad=True)
+    F.gelu(leaf, approximate="tanh").sum().backward()  # elementwise: the gradient of the sum is the derivative
+    assert_close(nb.gelu_derivative(x), leaf.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_softmax_jacobian_vs_autograd(nb):
+    scores = normal(36, (6,), 2.0)
+    expected = torch.autograd.functional.jacobian(lambda x: torch.softmax(x, dim=-1), torch.from_numpy(scores)).numpy()
+    probs, _ = nb.softmax_forward(scores)
+    assert_close(nb.softmax_jacobian(probs), expected, rtol=1e-12, atol=1e-15)
+
+
+def test_attention_head_backward_vs_autograd(nb):
+    q, k, v, dout = (normal(37 + i, (2, 3, 5, 4)) for i in range(4))  # (B, NH, T, HS)
+    leaves = [torch.tensor(a, requires_grad=True) for a in (q, k, v)]
+    (F.scaled_dot_product_attention(*leaves, is_causal=True) * torch.from_numpy(dout)).sum().backward()
+    scores = np.where(np.tril(np.ones((5, 5), dtype=bool)), q @ k.swapaxes(-1, -2) / 2.0, -np.inf)
+    att, _ = nb.softmax_forward(scores)
+    for name, ours, leaf in zip("qkv", nb.attention_head_backward(dout, q, k, v, att), leaves):
+        assert_close(ours, leaf.grad.numpy(), rtol=1e-10, atol=1e-12, name=f"d{name}")
+
+
+@pytest.mark.parametrize("target", [0, 3, 6])
+def test_crossentropy_row_grad_vs_autograd(nb, target):
+    logits = normal(41 + target, (7,), 3.0)
+    leaf = torch.tensor(logits, requires_grad=True)
+    F.cross_entropy(leaf[None], torch.tensor([target])).backward()
+    before = logits.copy()
+    assert_close(nb.crossentropy_row_grad(logits, target), leaf.grad.numpy(), rtol=1e-12, atol=1e-14)
+    assert np.array_equal(logits, before)
+
+
 # --- the whole model -------------------------------------------------------------------------
 
 def perturbed_reference(config, seed, dtype=torch.float64):

@@ -11,7 +11,10 @@ from llmc_core.probes.gpt2_forward import PROBE_CONFIG, normal, random_params
 
 # Which earlier exercises each exercise runs (a layer's backward calls the backward of the layers inside it).
 USES = {
-    "gpt2_backward/attention": ("gpt2_backward/softmax",),
+    "gpt2_backward/layernorm": ("gpt2_backward/layernorm_mean", "gpt2_backward/layernorm_variance"),
+    "gpt2_backward/gelu": ("gpt2_backward/gelu_derivative",),
+    "gpt2_backward/attention_head": ("gpt2_backward/softmax",),
+    "gpt2_backward/attention": ("gpt2_backward/attention_head", "gpt2_backward/softmax"),
     "gpt2_backward/block": ("gpt2_backward/layernorm", "gpt2_backward/matmul", "gpt2_backward/gelu", "gpt2_backward/residual",
                             "gpt2_backward/attention"),
     "gpt2_backward/model": ("gpt2_backward/encoder", "gpt2_backward/layernorm", "gpt2_backward/matmul",
@@ -20,12 +23,18 @@ USES = {
 # The first hint of a failing check names the concept; the probe's own hint (the formula) comes on request.
 NUDGES = {
     "gpt2_backward/encoder": "Each embedding row gets the gradients of every position that read it.",
-    "gpt2_backward/layernorm": "Every output of a row depends on every input of that row through the mean and the variance.",
+    "gpt2_backward/layernorm_mean": "Each xc_i depends on x_i directly and on every x_j through the mean: sum the two contributions.",
+    "gpt2_backward/layernorm_variance": "xc reaches xhat directly and through rstd, which depends on every xc_j of the row: differentiate rstd first.",
+    "gpt2_backward/layernorm": "Chain the steps: dw and db summed over positions, dxhat = dout * w, then back through the variance, then through the mean.",
     "gpt2_backward/matmul": "The gradients of a matrix product are matrix products with the other factor transposed.",
-    "gpt2_backward/gelu": "Differentiate the tanh form of GELU with the product and chain rules.",
+    "gpt2_backward/gelu_derivative": "Product rule on 0.5 * x * (1 + tanh(u)), then the chain rule through tanh and through u(x).",
+    "gpt2_backward/gelu": "An elementwise function's backward is dout times its derivative.",
     "gpt2_backward/residual": "An addition passes its gradient unchanged to both inputs.",
-    "gpt2_backward/softmax": "Softmax's Jacobian couples every output of a row with every input of that row.",
-    "gpt2_backward/attention": "Run attention's forward steps backwards: the weighted sum, the softmax, the scaled scores, each matmul's transpose.",
+    "gpt2_backward/softmax_jacobian": "Quotient rule on exp(x_i) / sum(exp(x)): one case for i == j, one for i != j, both written with p.",
+    "gpt2_backward/softmax": "Multiply the Jacobian by dout and sum over i by hand: it collapses to an elementwise expression of p and dout.",
+    "gpt2_backward/attention_head": "Run one head's forward steps backwards: the weighted sum, the softmax, the scale, the scores' matmul.",
+    "gpt2_backward/attention": "Split dout into heads, call attention_head_backward, and glue dq, dk, dv back into the layout of qkv.",
+    "gpt2_backward/crossentropy_row": "Write the loss as -logits[target] + log(sum(exp(logits))) and differentiate each term.",
     "gpt2_backward/crossentropy_softmax": "Softmax followed by cross-entropy has a famously simple combined gradient.",
     "gpt2_backward/block": "Walk the block backwards; at each residual the gradient splits and adds up again.",
     "gpt2_backward/model": "The model's backward runs every layer's backward in reverse order, starting from the mean loss.",
@@ -47,6 +56,21 @@ def encoder_repeated_ids(nb):
 
 # --- layernorm -------------------------------------------------------------------------------
 
+@probe("gpt2_backward/layernorm_mean", points=2, hint="dx = dxc - mean(dxc) over the last axis.")
+def layernorm_mean_grads(nb):
+    """dxc (2, 3, 6) seeded normal(40)"""
+    return nb.layernorm_mean_backward(normal(40, (2, 3, 6)))
+
+
+@probe("gpt2_backward/layernorm_variance", points=2,
+       hint="d rstd / d xc_j = -rstd**3 * xc_j / C, so dxc = rstd * (dxhat - xhat * mean(dxhat * xhat)) over the last axis.")
+def layernorm_variance_grads(nb):
+    """xc (2, 3, 6) seeded normal(41) * 2, xhat and rstd from it (eps 1e-5), dxhat seeded normal(42)"""
+    xc = normal(41, (2, 3, 6), 2.0)
+    rstd = 1.0 / np.sqrt((xc**2).mean(axis=-1, keepdims=True) + 1e-5)
+    return nb.layernorm_variance_backward(normal(42, (2, 3, 6)), xc * rstd, rstd)
+
+
 @probe("gpt2_backward/layernorm", points=3, hint="dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) with dxhat = dout * w; means over C.")
 def layernorm_grads(nb):
     """x (2, 3, 6) seeded normal(4) * 2 + 1, w and b (6,), dout (2, 3, 6) seeded normal(7)"""
@@ -66,6 +90,13 @@ def matmul_grads(nb):
 
 # --- gelu ------------------------------------------------------------------------------------
 
+@probe("gpt2_backward/gelu_derivative", points=2,
+       hint="gelu'(x) = 0.5 * (1 + tanh(u)) + 0.5 * x * (1 - tanh(u)**2) * GELU_SCALE * (1 + 3 * 0.044715 * x**2).")
+def gelu_derivative_values(nb):
+    """x = np.linspace(-5, 5, 21)"""
+    return nb.gelu_derivative(np.linspace(-5.0, 5.0, 21))
+
+
 @probe("gpt2_backward/gelu", points=2, hint="Product rule on 0.5 * x * (1 + tanh(u)), chain rule through tanh (1 - tanh^2) and u = sqrt(2/pi) * (x + 0.044715 x^3).")
 def gelu_grads(nb):
     x = np.linspace(-5.0, 5.0, 21)
@@ -84,6 +115,13 @@ def residual_grads(nb):
 
 # --- softmax ---------------------------------------------------------------------------------
 
+@probe("gpt2_backward/softmax_jacobian", points=2, hint="J[i, j] = p_i * (delta_ij - p_j): np.diag(p) - np.outer(p, p).")
+def softmax_jacobian_values(nb):
+    """p = softmax of 5 scores seeded normal(43) * 2"""
+    probs, _ = ref.softmax_forward(normal(43, (5,), 2.0))
+    return nb.softmax_jacobian(probs)
+
+
 @probe("gpt2_backward/softmax", points=2, hint="dx = probs * (dout - sum(dout * probs)) along the last axis.")
 def softmax_grads(nb):
     """scores (2, 3, 5) seeded normal(14) * 2, dout (2, 3, 5) seeded normal(15)"""
@@ -98,6 +136,16 @@ def softmax_masked_grads(nb):
 
 
 # --- attention -------------------------------------------------------------------------------
+
+@probe("gpt2_backward/attention_head", points=3,
+       hint="dv = att^T @ dout, datt = dout @ v^T, ds = softmax_backward(datt, att) / sqrt(HS), dq = ds @ k, dk = ds^T @ q (transposes on the last two axes).",
+       layout={f"result[{name!r}]": ("b", "t", "channel") for name in ("dq", "dk", "dv")})
+def attention_head_grads(nb):
+    """q, k, v (2, 5, 4) from attention_forward on qkv (2, 5, 12) seeded normal(44), one head; dout seeded normal(45)"""
+    _, (q, k, v, att) = ref.attention_forward(normal(44, (2, 5, 3 * 4)), 1)
+    dq, dk, dv = nb.attention_head_backward(normal(45, (2, 5, 4)), q[:, 0], k[:, 0], v[:, 0], att[:, 0])
+    return {"dq": dq, "dk": dk, "dv": dv}
+
 
 @probe("gpt2_backward/attention", points=3, hint="dv = att^T @ dout, datt = dout @ v^T, dpreatt = softmax_backward(datt, att) / sqrt(HS), dq = dpreatt @ k, dk = dpreatt^T @ q; then back to (B, T, 3C).",
        layout=("b", "t", QKV_PARTS(2, 4)))
@@ -119,6 +167,20 @@ def attention_grads_stay_in_the_past(nb):
 
 
 # --- softmax + cross-entropy -----------------------------------------------------------------
+
+@probe("gpt2_backward/crossentropy_row", points=2, hint="dlogits = softmax(logits) - onehot(target).")
+def crossentropy_row_grads(nb):
+    """logits (7,) seeded normal(46) * 2, target 4"""
+    return nb.crossentropy_row_grad(normal(46, (7,), 2.0), 4)
+
+
+@probe("gpt2_backward/crossentropy_row", hint=("Compute on a copy or a new array: the logits passed in must not change.",))
+def crossentropy_row_keeps_logits(nb):
+    logits = normal(47, (5,))
+    before = logits.copy()
+    nb.crossentropy_row_grad(logits, 0)
+    return bool(np.array_equal(logits, before))
+
 
 @probe("gpt2_backward/crossentropy_softmax", points=2, hint="dlogits = dlosses[..., None] * (probs - onehot(targets)).")
 def crossentropy_softmax_grads(nb):
