@@ -48,6 +48,11 @@ class ShardLoader:
         chunks = (count - 1) // (self.B * self.T)  # -1: the last chunk needs one token past its end
         return chunks - chunks % self.chunks_per_step
 
+    def batches_per_pass(self):
+        """Batches this rank reads in one pass over all shards (each chunk read once by one rank)."""
+        chunks = sum(self.usable_chunks(len(load_shard(path))) for path in self.paths)
+        return chunks // self.world_size
+
     def reset(self):
         """Go back to the first chunk of the first shard."""
         self.shard, self.chunk, self.epoch = 0, 0, 0

@@ -35,12 +35,14 @@ from llmc_core.fileio import atomic_write_json
 from llmc_core.gpt2 import GPT2, GPT2Config
 from llmc_core.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from llmc_core.train.config import TrainConfig
-from llmc_core.train.evaluate import hellaswag_accuracy, hellaswag_examples, val_loss
+from llmc_core.encodings import gpt2_encoding
+from llmc_core.train.evaluate import (bits_per_byte, hellaswag_accuracy, hellaswag_examples, token_byte_lengths, val_loss,
+                                      val_text_size)
 from llmc_core.train.loader import ShardLoader, find_shards
 from llmc_core.train.optim import fused_adamw_available, peak_flops
 from llmc_core.train.parts import TrainerParts
 from llmc_core.train.rundir import LOG_NAME, RunLog, read_log  # noqa: F401 (read_log: the public reader)
-from llmc_core.train.sample import sample_text
+from llmc_core.train.sample import generate
 from llmc_core.train.shards import load_shard
 
 
@@ -96,11 +98,8 @@ def data_patterns(config, data_dir, runtime):
     return train, val
 
 
-def unigram_entropy(pattern, max_tokens=100_000_000):
-    """Entropy in nats of the token frequencies in the shards (the first max_tokens tokens).
-
-    The loss of the best model that ignores context: a trained model must get below it.
-    """
+def token_counts(pattern, max_tokens=100_000_000):
+    """(2**16,) int64: how often each token id occurs in the shards (the first max_tokens tokens)."""
     counts, seen = np.zeros(2**16, dtype=np.int64), 0
     for path in find_shards(pattern):
         tokens = load_shard(path)[: max_tokens - seen]
@@ -108,8 +107,34 @@ def unigram_entropy(pattern, max_tokens=100_000_000):
         seen += len(tokens)
         if seen >= max_tokens:
             break
-    p = counts[counts > 0] / seen
+    return counts
+
+
+def unigram_entropy(pattern, max_tokens=100_000_000):
+    """Entropy in nats of the token frequencies in the shards (the first max_tokens tokens).
+
+    The loss of the best model that ignores context: a trained model must get below it.
+    """
+    counts = token_counts(pattern, max_tokens)
+    p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log(p)).sum())
+
+
+def unigram_baseline(pattern, lengths):
+    """The unigram entropy of the shards' tokens in nats per token and in bits per byte of their text."""
+    counts = token_counts(pattern)
+    p = counts[counts > 0] / counts.sum()
+    nats = float(-(p * np.log(p)).sum())
+    n_bytes = int((counts[:len(lengths)] * lengths[:len(counts)]).sum())
+    return nats, bits_per_byte(nats, int(counts.sum()), n_bytes)
+
+
+def run_encoding(spec):
+    """The tokenizer that made the run's shards: "gpt2", or a tokenizer file (llmc tokenizer train)."""
+    if spec == "gpt2":
+        return gpt2_encoding()
+    from llmc_core.tokenizer import load_tokenizer
+    return load_tokenizer(spec)
 
 
 def build_model(config, device, model_config=None):
@@ -202,7 +227,11 @@ class Run:
     grad_accum: int  # micro-steps per optimizer step
     flops_token: float  # training FLOPs per token, for MFU
     peak: float | None  # peak FLOP/s of one device, None when unknown
-    baseline: float | None = None  # unigram entropy of the training tokens (rank 0 only)
+    lengths: np.ndarray | None = None  # UTF-8 bytes of each token id, for bits per byte
+    val_batches: int = 0  # validation batches per process
+    val_size: tuple = (0, 0)  # (tokens, bytes) of the validation targets, over all processes
+    baseline: float | None = None  # unigram entropy of the training tokens, nats (rank 0 only)
+    baseline_bpb: float | None = None  # the same in bits per byte
     log: RunLog | None = None  # rank 0 only
     hellaswag: list | None = None
     step: int = 0  # optimizer steps done
@@ -257,14 +286,32 @@ def setup(config, out_dir, runtime, resume, data_dir, parts):
               peak=peak_flops(device, resolve_dtype(config, device), config.peak_tflops))
     if state:
         restore(run, state)
+    measure_val(run)
     if runtime.master:
-        run.baseline = unigram_entropy(train_pattern)
+        run.baseline, run.baseline_bpb = unigram_baseline(train_pattern, run.lengths)
         run.out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run.out_dir / "config.json", config.to_dict())
         describe(run, use_compile, fused, train_pattern, val_pattern)
         run.log = RunLog(run.out_dir / LOG_NAME, keep_up_to_step=run.step if resume else None)
     run.hellaswag = load_hellaswag(run, data_dir)
     return run
+
+
+def measure_val(run):
+    """How many validation batches each evaluation reads, and their size in tokens and bytes."""
+    config, W = run.config, run.runtime.world_size
+    if config.val_batches:
+        # val_batches counts batches over all processes (rounded up to a multiple of W), so the
+        # validation loss of a 2-process run averages the same chunks as a 1-process run
+        run.val_batches = -(-config.val_batches // W)
+    else:  # 0: the whole validation split, every chunk once
+        run.val_batches = run.val_loader.batches_per_pass()
+    run.lengths = token_byte_lengths(run_encoding(config.tokenizer))
+    size = torch.tensor(val_text_size(run.val_loader, run.val_batches, run.lengths), dtype=torch.float64)
+    if run.runtime.ddp:
+        size = size.to(run.runtime.device)
+        dist.all_reduce(size)
+    run.val_size = tuple(int(v) for v in size.tolist())
 
 
 def restore(run, state):
@@ -289,8 +336,11 @@ def describe(run, use_compile, fused, train_pattern, val_pattern):
     run.say(f"batch: {config.total_batch_tokens:,} tokens/step = {config.batch_size} x {config.seq_len} x {W} "
             f"process(es) x {run.grad_accum} micro-steps; {config.max_steps} steps; peak LR {config.lr:g}")
     run.say(f"data: {train_pattern} ({len(run.train_loader.paths)} shard(s)); val {val_pattern}")
-    run.say(f"unigram baseline: the entropy of the training tokens is {run.baseline:.4f} nats; "
-            f"the loss must go below it to show the model uses context")
+    tokens, n_bytes = run.val_size
+    run.say(f"validation: {run.val_batches * W} batches, {tokens:,} tokens = {n_bytes:,} bytes of text "
+            f"({n_bytes / tokens:.2f} bytes per token)")
+    run.say(f"unigram baseline: the entropy of the training tokens is {run.baseline:.4f} nats per token = "
+            f"{run.baseline_bpb:.3f} bits per byte; the loss must go below it to show the model uses context")
     peak = run.peak
     run.say(f"MFU: {'n/a on ' + run.runtime.device.type if peak is None else f'against a peak of {peak / 1e12:.1f} TFLOPS per device'}")
 
@@ -371,15 +421,14 @@ def diverged(run, loss_value, norm_value, lr):
 
 
 def evaluate_val(run):
-    """The validation loss, averaged over processes."""
-    # val_batches counts batches over all processes (rounded up to a multiple of W), so the
-    # validation loss of a 2-process run averages the same chunks as a 1-process run
+    """The validation loss in nats per token averaged over processes, and in bits per byte."""
     W = run.runtime.world_size
-    loss = val_loss(run.model, run.val_loader, -(-run.config.val_batches // W), run.runtime.device, run.autocast)
+    loss = val_loss(run.model, run.val_loader, run.val_batches, run.runtime.device, run.autocast)
     if run.runtime.ddp:
         dist.all_reduce(loss)
         loss /= W
-    return loss.item()
+    loss = loss.item()
+    return loss, bits_per_byte(loss, *run.val_size)
 
 
 def evaluate_hellaswag(run):
@@ -395,8 +444,10 @@ def evaluate_hellaswag(run):
 
 def write_sample(run):
     """Sample from the model, print it and append it to samples.txt."""
-    config = run.config
-    text = sample_text(run.raw_model, "", config.sample_tokens, seed=config.seed, device=run.runtime.device)
+    config, enc = run.config, run_encoding(run.config.tokenizer)
+    start = enc.eot_token if enc.eot_token < run.raw_model.config.vocab_size else 0  # toy models: token 0
+    tokens = generate(run.raw_model, [start], config.sample_tokens, seed=config.seed, device=run.runtime.device)
+    text = enc.decode(tokens[1:])
     run.say(f"--- sample at step {run.step} ---\n{text}\n---")
     with open(run.out_dir / "samples.txt", "a") as f:
         f.write(f"--- step {run.step} ---\n{text}\n")
@@ -404,11 +455,11 @@ def write_sample(run):
 
 def first_evaluation(run):
     """The validation loss of the untrained model, logged as step 0."""
-    first = evaluate_val(run)
+    first, bpb = evaluate_val(run)
     if run.runtime.master:
-        run.log.write({"step": 0, "val_loss": first})
-        run.say(f"step 0: val loss {first:.4f} (a uniform guess over {run.config.vocab_size} tokens "
-                f"would score {math.log(run.config.vocab_size):.4f})")
+        run.log.write({"step": 0, "val_loss": first, "val_bpb": bpb})
+        run.say(f"step 0: val loss {first:.4f} = {bpb:.3f} bits per byte (a uniform guess over "
+                f"{run.config.vocab_size} tokens would score {math.log(run.config.vocab_size):.4f})")
 
 
 def due(every, step, final):
@@ -420,7 +471,7 @@ def evaluate_and_log(run, record, bar):
     config, done = run.config, run.step
     final = done == config.max_steps
     if due(config.val_every, done, final):
-        record["val_loss"] = evaluate_val(run)
+        record["val_loss"], record["val_bpb"] = evaluate_val(run)
     if run.hellaswag is not None and due(config.hellaswag_every, done, final):
         record["hellaswag"] = evaluate_hellaswag(run)
     run.last = record
@@ -433,8 +484,9 @@ def evaluate_and_log(run, record, bar):
     postfix = {"loss": f"{record['loss']:.3f}", "tok/s": f"{record['tokens_per_s']:,.0f}",
                "mfu": "n/a" if mfu is None else f"{100 * mfu:.1f}%"}
     if "val_loss" in record:
-        postfix["val"] = f"{record['val_loss']:.3f}"
-        run.say(f"step {done}: loss {record['loss']:.4f}, val loss {record['val_loss']:.4f}")
+        postfix["val_bpb"] = f"{record['val_bpb']:.3f}"
+        run.say(f"step {done}: loss {record['loss']:.4f}, val loss {record['val_loss']:.4f} = "
+                f"{record['val_bpb']:.3f} bits per byte")
     bar.set_postfix(postfix, refresh=False)
     bar.update(1)
 
@@ -478,7 +530,8 @@ def finish(run):
     """Write summary.json, say where the run's files are; returns the summary."""
     last = run.last or {"step": run.step}
     summary = {"step": last["step"], "loss": last.get("loss"), "val_loss": last.get("val_loss"),
-               "unigram_entropy": run.baseline, "wall_s": time.perf_counter() - run.wall_start,
+               "val_bpb": last.get("val_bpb"), "unigram_entropy": run.baseline, "unigram_bpb": run.baseline_bpb,
+               "wall_s": time.perf_counter() - run.wall_start,
                "stopped_by": run.stopped_by, "out_dir": str(run.out_dir)}
     if not run.runtime.master:
         return summary
@@ -488,9 +541,19 @@ def finish(run):
                 f"continue with: llmc train --resume --out {run.out_dir}")
     else:
         run.say(f"done: {last['step']} steps in {summary['wall_s']:.0f} s; final loss {last.get('loss'):.4f}"
-                + (f", val loss {summary['val_loss']:.4f}" if summary["val_loss"] is not None else "")
-                + f" (unigram baseline {run.baseline:.4f}); checkpoint and log in {run.out_dir}")
+                + (f", val loss {summary['val_loss']:.4f} = {summary['val_bpb']:.3f} bits per byte"
+                   if summary["val_loss"] is not None else "")
+                + f" (unigram baseline {run.baseline:.4f} = {run.baseline_bpb:.3f} bits per byte)")
+        say_where(run)
     return summary
+
+
+def say_where(run):
+    """Where the run's files are, and the commands that use them."""
+    out = run.out_dir
+    run.say(f"checkpoint: {out / CHECKPOINT_NAME}\nlog:        {out / LOG_NAME}\n"
+            f"samples:    {out / 'samples.txt'}\nsample:     llmc sample {out} --prompt \"ROMEO.\"\n"
+            f"plot:       llmc plot {out}   (writes {out / 'loss.png'})")
 
 
 # ---------------------------------------------------------------------------------------------
