@@ -81,7 +81,7 @@ def config_from_args(args, base):
 
 
 def cmd_train(args):
-    from llmc_core.train.checkpoint import load_checkpoint
+    from llmc_core.train.checkpoint import load_latest_good
     from llmc_core.train.trainer import TrainingDiverged, train
     out = args.out
     if isinstance(args.resume, str):
@@ -94,7 +94,7 @@ def cmd_train(args):
         out = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     if args.resume:
         # the checkpoint's config, with only the flags given now changed (e.g. a longer --max-steps)
-        base = TrainConfig.from_dict(load_checkpoint(out)["config"])
+        base = TrainConfig.from_dict(load_latest_good(out, say=lambda *a: None)["config"])
     else:
         base = preset(args.preset)
     config = config_from_args(args, base)

@@ -45,7 +45,7 @@ class ShardLoader:
 
     def usable_chunks(self, count):
         """Chunks of a shard of `count` tokens that whole steps can use."""
-        chunks = (count - 1) // (self.B * self.T)  # -1: the last chunk needs one token past its end
+        chunks = max(0, count - 1) // (self.B * self.T)  # -1: the last chunk needs one token past its end
         return chunks - chunks % self.chunks_per_step
 
     def batches_per_pass(self):

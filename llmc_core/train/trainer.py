@@ -33,7 +33,8 @@ from tqdm.auto import tqdm
 
 from llmc_core.fileio import atomic_write_json
 from llmc_core.gpt2 import GPT2, GPT2Config
-from llmc_core.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from llmc_core.train.checkpoint import (BEST_NAME, CHECKPOINT_NAME, load_latest_good, rng_state, save_checkpoint,
+                                        set_rng_state)
 from llmc_core.train.config import TrainConfig
 from llmc_core.encodings import gpt2_encoding
 from llmc_core.train.evaluate import (bits_per_byte, hellaswag_accuracy, hellaswag_examples, token_byte_lengths, val_loss,
@@ -41,7 +42,8 @@ from llmc_core.train.evaluate import (bits_per_byte, hellaswag_accuracy, hellasw
 from llmc_core.train.loader import ShardLoader, find_shards
 from llmc_core.train.optim import fused_adamw_available, peak_flops
 from llmc_core.train.parts import TrainerParts
-from llmc_core.train.rundir import LOG_NAME, RunLog, read_log  # noqa: F401 (read_log: the public reader)
+from llmc_core.train.rundir import (LOG_NAME, RunLock, RunLog, read_log,  # noqa: F401 (read_log: the public reader)
+                                    remove_stale_temporaries)
 from llmc_core.train.sample import generate
 from llmc_core.train.shards import load_shard
 
@@ -238,7 +240,13 @@ class Run:
     saved_step: int | None = None  # the step of the checkpoint on disk
     last: dict = field(default_factory=dict)  # the latest log record
     stopped_by: str | None = None
-    wall_start: float = field(default_factory=time.perf_counter)
+    best_bpb: float = math.inf  # the best validation bits per byte so far (checkpoint.best.pt)
+    wall_start: float = field(default_factory=time.perf_counter)  # when this part of the run started
+    wall_before: float = 0.0  # seconds spent by the parts before a resume
+
+    def wall_s(self):
+        """Wall time of the whole run so far, every resumed part included."""
+        return self.wall_before + time.perf_counter() - self.wall_start
 
     def say(self, *args, **kwargs):
         if self.runtime.master:
@@ -270,7 +278,7 @@ def setup(config, out_dir, runtime, resume, data_dir, parts):
     train_loader = ShardLoader(train_pattern, B, T, runtime.rank, W, grad_accum)
     val_loader = ShardLoader(val_pattern, B, T, runtime.rank, W)
 
-    state = load_checkpoint(out_dir) if resume else None
+    state = load_latest_good(out_dir, say=tqdm.write if runtime.master else print) if resume else None
     torch.manual_seed(config.seed)
     raw_model = build_model(config, device, state["model_config"] if state else None)
     optimizer, fused = make_optimizer(raw_model, config, runtime, parts)
@@ -322,6 +330,8 @@ def restore(run, state):
     set_rng_state(state["rng"])
     run.step = run.saved_step = state["step"]
     run.last = {"step": run.step}
+    run.wall_before = state.get("wall_s", 0.0)
+    run.best_bpb = state.get("best_val_bpb", math.inf)
 
 
 def describe(run, use_compile, fused, train_pattern, val_pattern):
@@ -495,18 +505,30 @@ def evaluate_and_log(run, record, bar):
 # 4. checkpoints and stopping
 
 
-def write_checkpoint(run):
-    """Save everything needed to continue after run.step (rank 0 writes; the others wait)."""
-    run.saved_step = run.step
+def write_checkpoint(run, name=CHECKPOINT_NAME):
+    """Save everything needed to continue after run.step (rank 0 writes; the others wait).
+
+    checkpoint.pt moves to checkpoint.prev.pt first; name=BEST_NAME writes the best-validation copy.
+    """
+    if name == CHECKPOINT_NAME:
+        run.saved_step = run.step
     if run.config.zero1:
         run.optimizer.consolidate_state_dict(to=0)  # gather every rank's share of the AdamW state
     if run.runtime.master:
-        save_checkpoint(run.out_dir / CHECKPOINT_NAME, {
+        save_checkpoint(run.out_dir / name, {
             "model": run.raw_model.state_dict(), "model_config": asdict(run.raw_model.config),
             "optimizer": run.optimizer.state_dict(), "train_loader": run.train_loader.state_dict(),
-            "rng": rng_state(), "step": run.step, "config": run.config.to_dict()})
+            "rng": rng_state(), "step": run.step, "config": run.config.to_dict(), "wall_s": run.wall_s(),
+            "best_val_bpb": run.best_bpb}, keep_previous=name == CHECKPOINT_NAME)
     if run.runtime.ddp:
         dist.barrier()
+
+
+def keep_best(run, record):
+    """Write checkpoint.best.pt when this step's validation bits per byte is the best so far."""
+    if record.get("val_bpb", math.inf) < run.best_bpb:
+        run.best_bpb = record["val_bpb"]
+        write_checkpoint(run, BEST_NAME)
 
 
 def stop_requested(run, signals, stop_at):
@@ -529,9 +551,11 @@ def stop_requested(run, signals, stop_at):
 def finish(run):
     """Write summary.json, say where the run's files are; returns the summary."""
     last = run.last or {"step": run.step}
+    this_part = time.perf_counter() - run.wall_start
     summary = {"step": last["step"], "loss": last.get("loss"), "val_loss": last.get("val_loss"),
-               "val_bpb": last.get("val_bpb"), "unigram_entropy": run.baseline, "unigram_bpb": run.baseline_bpb,
-               "wall_s": time.perf_counter() - run.wall_start,
+               "val_bpb": last.get("val_bpb"), "best_val_bpb": None if math.isinf(run.best_bpb) else run.best_bpb,
+               "unigram_entropy": run.baseline, "unigram_bpb": run.baseline_bpb,
+               "wall_s": run.wall_before + this_part, "wall_s_this_part": this_part,
                "stopped_by": run.stopped_by, "out_dir": str(run.out_dir)}
     if not run.runtime.master:
         return summary
@@ -574,13 +598,27 @@ def train(config: TrainConfig, out_dir, *, resume=False, data_dir=None, stop_at=
     if not isinstance(parts, TrainerParts):
         raise TypeError(f"parts must be a TrainerParts (llmc_core.train.parts), got {type(parts).__name__}")
     runtime = Runtime(config)
+    lock = claim_run_dir(Path(out_dir)) if runtime.master else None
     try:
         run = setup(config, Path(out_dir), runtime, resume, data_dir, parts)
         run_loop(run, stop_at, progress)
         return finish(run)
     finally:
+        if lock is not None:
+            lock.release()
         if runtime.ddp and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def claim_run_dir(out_dir):
+    """Lock the run folder for this run and clear what killed runs left in it."""
+    lock = RunLock(out_dir)
+    if lock.stale_pid is not None:
+        tqdm.write(f"{out_dir}: took over the lock left by process {lock.stale_pid}, which is no longer running")
+    removed = remove_stale_temporaries(out_dir)
+    if removed:
+        tqdm.write(f"{out_dir}: removed {len(removed)} temporary file(s) of interrupted writes: {', '.join(removed)}")
+    return lock
 
 
 def run_loop(run, stop_at, progress):
@@ -594,6 +632,7 @@ def run_loop(run, stop_at, progress):
         while run.step < config.max_steps:
             record = train_step(run)
             evaluate_and_log(run, record, bar)
+            keep_best(run, record)
             stop = stop_requested(run, signals, stop_at)
             if stop or run.step == config.max_steps or due(config.checkpoint_every, run.step, False):
                 write_checkpoint(run)
