@@ -84,13 +84,52 @@ def gpt2_mergeable_ranks(vocab_bpe=GPT2_VOCAB_BPE, encoder_json=GPT2_ENCODER_JSO
     return ranks
 
 
-def load_tiktoken_ranks(path) -> dict[bytes, int]:
-    """Token bytes -> rank from a .tiktoken file: one 'base64(bytes) rank' pair per line."""
+def parse_tiktoken_ranks(text: str, source, first_line: int = 1) -> dict[bytes, int]:
+    """Token bytes -> rank from .tiktoken text, one 'base64(bytes) rank' line per token.
+
+    Strict, so that a damaged file is an error rather than a tokenizer that silently drops text:
+    line i holds rank i (first_line numbers the first line in messages), the base64 is canonical,
+    no token repeats, and all 256 single bytes are tokens (else some text could not be encoded).
+    Raises ValueError naming `source` and the line.
+    """
     ranks = {}
-    for line in Path(path).read_text(encoding="ascii").splitlines():
-        token, rank = line.split()
-        ranks[base64.b64decode(token)] = int(rank)
+    lines = text.split("\n")
+    for rank, line in enumerate(lines[:-1] if lines[-1] == "" else lines):  # the last line may end in \n
+        where = f"{source} line {first_line + rank}"
+        fields = line.split(" ")
+        if len(fields) != 2 or fields[1] != str(rank):
+            raise ValueError(f"{where}: expected 'BASE64 {rank}' (token bytes in base64, then rank {rank}), "
+                             f"got {line[:60]!r}; the file is damaged or not a .tiktoken rank file")
+        try:
+            token = base64.b64decode(fields[0], validate=True)
+        except ValueError:
+            token = None
+        if not token or base64.b64encode(token).decode("ascii") != fields[0]:
+            raise ValueError(f"{where}: {fields[0][:60]!r} is not the base64 of a token; the file is damaged")
+        if token in ranks:
+            raise ValueError(f"{where}: token {token!r} already has rank {ranks[token]}; the file is damaged")
+        ranks[token] = rank
+    missing = [b for b in range(256) if bytes([b]) not in ranks]
+    if missing:
+        raise ValueError(f"{source}: {len(missing)} of the 256 single bytes are not tokens (e.g. byte {missing[0]}), "
+                         f"so some text could not be encoded; the file is damaged or not a byte-level BPE vocabulary")
     return ranks
+
+
+def read_text_file(path, encoding="utf-8") -> str:
+    """The text of `path`; ValueError naming the file if it is missing or not `encoding` text."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist (or is not a file)")
+    try:
+        return path.read_bytes().decode(encoding)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: byte {e.start} is not {encoding} text; the file is damaged or of another kind") from e
+
+
+def load_tiktoken_ranks(path) -> dict[bytes, int]:
+    """Token bytes -> rank from a .tiktoken file: one 'base64(bytes) rank' pair per line (see parse_tiktoken_ranks)."""
+    return parse_tiktoken_ranks(read_text_file(path, "ascii"), path)
 
 
 @functools.cache
