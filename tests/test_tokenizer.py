@@ -117,3 +117,17 @@ def test_stops_early_on_a_tiny_text():
     enc = train_tokenizer("aaab", 1000)
     assert enc.n_vocab < 1000 and enc.eot_token == enc.n_vocab - 1
     assert enc.decode(enc.encode_ordinary("aaab ba")) == "aaab ba"
+
+
+def test_cli_train_and_info(tmp_path, capsys):
+    from llmc_core.cli import main
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS, encoding="utf-8")
+    out = tmp_path / "t.tok"
+    assert main(["tokenizer", "train", "--vocab-size", "300", str(corpus), "--out", str(out)]) == 0
+    enc = load_tokenizer(out)
+    assert enc.n_vocab == 300 and enc.decode(enc.encode_ordinary(CORPUS)) == CORPUS
+    assert main(["tokenizer", "info", str(out)]) == 0
+    assert tokenizer_fingerprint(enc)[:12] in capsys.readouterr().out
+    assert main(["tokenizer", "train", "--vocab-size", "300", str(tmp_path / "missing.txt"), "--out", str(out)]) == 2
+    assert "missing.txt does not exist" in capsys.readouterr().err
