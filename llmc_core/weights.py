@@ -19,6 +19,7 @@ import torch
 
 from llmc_core.fileio import atomic_write_bytes
 from llmc_core.gpt2 import GPT2, GPT2Config
+from llmc_core.llmc_header import HEADER_BYTES, MODEL_MAGIC, header_bytes, read_header
 
 # ---------------------------------------------------------------------------------------------
 # Hugging Face state dicts
@@ -132,17 +133,8 @@ def read_safetensors(path) -> dict[str, torch.Tensor]:
 # ---------------------------------------------------------------------------------------------
 # llm.c model checkpoints (train_gpt2.py write_model, train_gpt2.c gpt2_build_from_checkpoint)
 
-LLMC_MODEL_MAGIC = 20240326
 LLMC_VERSIONS = {3: "float32", 5: "bfloat16"}  # tensor dtype by version; both pad the vocab to Vp
-LLMC_HEADER_INTS = 256  # 1024 bytes: magic, version, maxT, V, L, NH, C, Vp, then zeros
-# other llm.c files start with their own magic: a wrong file is named in the error
-LLMC_OTHER_MAGICS = {
-    20240327: "a debug state",
-    20240328: "a tokenizer file",
-    20240520: "a token shard",
-    # b"PK\x03\x04": a zip archive, which is how torch.save stores e.g. pytorch_model.bin
-    0x04034B50: "a zip archive such as a PyTorch pytorch_model.bin: pass torch.load(path, weights_only=True) instead",
-}
+# the header (llmc_core.llmc_header): magic, version, maxT, V, L, NH, C, Vp, then zeros
 
 
 def llmc_tensor_shapes(config: GPT2Config) -> list[tuple[str, tuple]]:
@@ -207,14 +199,13 @@ def write_llmc_checkpoint(path, state_or_model, config: GPT2Config, dtype: str =
     rows = state["wte.weight"].shape[0] if "wte.weight" in state else config.vocab_size
     check_state_dict(state, config, rows, source=f"writing {path}")
     version = 3 if dtype == "float32" else 5
-    header = np.zeros(LLMC_HEADER_INTS, dtype=np.int32)
-    header[:8] = [LLMC_MODEL_MAGIC, version, config.block_size, config.vocab_size, config.n_layer,
-                  config.n_head, config.n_embd, config.padded_vocab_size]  # fmt: skip
+    header = header_bytes(MODEL_MAGIC, version, config.block_size, config.vocab_size, config.n_layer,
+                          config.n_head, config.n_embd, config.padded_vocab_size)
     payload = np.concatenate([t.ravel() for t in state_to_llmc_tensors(state, config)]).astype("<f4")
     if dtype == "bfloat16":
         # numpy has no bfloat16: round in torch, then store the 16-bit patterns as int16
         payload = torch.from_numpy(payload).to(torch.bfloat16).view(torch.int16).numpy().astype("<i2")
-    atomic_write_bytes(path, header.astype("<i4").tobytes() + payload.tobytes())
+    atomic_write_bytes(path, header + payload.tobytes())
 
 
 def read_llmc_checkpoint(path) -> tuple[GPT2Config, dict[str, torch.Tensor]]:
@@ -227,24 +218,9 @@ def read_llmc_checkpoint(path) -> tuple[GPT2Config, dict[str, torch.Tensor]]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no llm.c checkpoint at {path}")
-    size = path.stat().st_size
-    header = np.fromfile(path, dtype="<i4", count=LLMC_HEADER_INTS)  # fewer ints if the file is short
-    if len(header) == 0:
-        raise ValueError(f"{path}: truncated: {size} bytes, too short to hold even the magic number")
-    magic = int(header[0])
-    if magic != LLMC_MODEL_MAGIC:  # checked first: a wrong file should be named as such, not as truncated
-        what = LLMC_OTHER_MAGICS.get(magic, "not an llm.c file")
-        raise ValueError(
-            f"{path}: wrong magic number {magic}, expected {LLMC_MODEL_MAGIC} for a model checkpoint ({what})"
-        )
-    if size < 4 * LLMC_HEADER_INTS:
-        raise ValueError(f"{path}: truncated: {size} bytes, shorter than llm.c's 1024-byte header")
+    fix = "re-export it with llm.c's train_gpt2.py or write_llmc_checkpoint"
+    header, size = read_header(path, MODEL_MAGIC, tuple(LLMC_VERSIONS), fix)
     version = int(header[1])
-    if version not in LLMC_VERSIONS:
-        raise ValueError(
-            f"{path}: llm.c checkpoint version {version} is not supported; versions 3 (float32) and 5 (bfloat16) are. "
-            f"Re-export it with llm.c's train_gpt2.py or write_llmc_checkpoint"
-        )
     T, V, L, NH, C, Vp = (int(x) for x in header[2:8])
     try:
         config = GPT2Config(block_size=T, vocab_size=V, n_layer=L, n_head=NH, n_embd=C)
@@ -255,14 +231,14 @@ def read_llmc_checkpoint(path) -> tuple[GPT2Config, dict[str, torch.Tensor]]:
     shapes = llmc_tensor_shapes(config)
     n_params = sum(int(np.prod(s)) for _, s in shapes)
     itemsize = 4 if version == 3 else 2
-    expected = 4 * LLMC_HEADER_INTS + itemsize * n_params
+    expected = HEADER_BYTES + itemsize * n_params
     if size != expected:
         problem = "truncated" if size < expected else f"{size - expected} bytes too long"
         raise ValueError(f"{path}: {problem}: {size} bytes, expected {expected} for {config} (version {version})")
     if version == 3:
-        flat = np.fromfile(path, dtype="<f4", offset=4 * LLMC_HEADER_INTS, count=n_params)
+        flat = np.fromfile(path, dtype="<f4", offset=HEADER_BYTES, count=n_params)
     else:  # bfloat16 patterns are the high halves of float32s
-        bits = np.fromfile(path, dtype="<u2", offset=4 * LLMC_HEADER_INTS, count=n_params)
+        bits = np.fromfile(path, dtype="<u2", offset=HEADER_BYTES, count=n_params)
         flat = (bits.astype(np.uint32) << 16).view(np.float32)
     tensors, offset = {}, 0
     for name, shape in shapes:
