@@ -97,3 +97,58 @@ def test_download_resumes_a_partial_file(tmp_path):
     assert RangeHandler.ranges == [30000]  # only the missing bytes were fetched
     assert dest.read_bytes() == RangeHandler.payload
     assert not (tmp_path / "file.bin.part").exists()
+
+
+@pytest.fixture(scope="module")
+def small_tokenizer():
+    from llmc_core.datasets import tiny_shakespeare_text
+    from llmc_core.tokenizer import train_tokenizer
+    return train_tokenizer(tiny_shakespeare_text()[:40_000], 350)
+
+
+def test_tinyshakespeare_with_a_tokenizer_file(tmp_path, small_tokenizer):
+    from llmc_core.datasets import tiny_shakespeare_plays
+    from llmc_core.tokenizer import save_tokenizer, tokenizer_fingerprint
+    from llmc_core.train.shards import read_shard_info
+    path = save_tokenizer(small_tokenizer, tmp_path / "t.tok")
+    paths = prepare("tinyshakespeare", tmp_path, progress=False, tokenizer=str(path))
+    assert paths[0].parent != tmp_path / "tinyshakespeare"  # GPT-2's shards stay where they are
+    val, train = load_shard(paths[0]), load_shard(paths[1])
+    enc = small_tokenizer
+    # independent oracle: the corpus re-encoded play by play; val is GPT-2's validation text
+    gpt2_val_text = gpt2_encoding().decode(tiny_shakespeare_tokens()[1:32768].tolist())
+    assert val[0] == enc.eot_token and enc.decode(val[1:].tolist()) == gpt2_val_text
+    everything = enc.decode(np.concatenate([val, train]).tolist())  # <|endoftext|> decodes to its text
+    assert everything == "".join("<|endoftext|>" + play for play in tiny_shakespeare_plays())
+    assert {read_shard_info(p).fingerprint for p in paths} == {tokenizer_fingerprint(enc)}
+
+
+def test_cli_prepare_takes_a_tokenizer(tmp_path, small_tokenizer, capsys):
+    from llmc_core.cli import main
+    from llmc_core.tokenizer import save_tokenizer
+    from llmc_core.train.shards import check_shards_tokenizer
+    path = save_tokenizer(small_tokenizer, tmp_path / "t.tok")
+    assert main(["data", "prepare", "tinyshakespeare", "--data-dir", str(tmp_path), "--tokenizer", str(path)]) == 0
+    shards = [line for line in capsys.readouterr().out.splitlines() if line.endswith(".bin")]
+    assert len(shards) == 2
+    check_shards_tokenizer(shards, small_tokenizer)  # no error: the shards record this tokenizer
+    assert main(["data", "prepare", "tinyshakespeare", "--data-dir", str(tmp_path), "--tokenizer", "nope.tok"]) == 2
+    assert "nope.tok does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["tinystories", "fineweb-edu"])
+def test_offline_download_fails_in_one_clear_line(tmp_path, monkeypatch, capsys, name):
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from llmc_core.cli import main
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    assert main(["data", "prepare", name, "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) <= 2 and "Traceback" not in err
+    assert "could not download https://huggingface.co/" in err and "name resolution" in err and "--source" in err

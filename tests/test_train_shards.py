@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from llmc_core.train.loader import ShardLoader
-from llmc_core.train.shards import load_shard, read_shard_header, write_shard
+from llmc_core.train.shards import (check_shards_length, check_shards_tokenizer, load_shard, read_shard_header,
+                                   read_shard_info, write_shard)
 
 
 def write_shards(directory, sizes, seed):
@@ -137,3 +138,76 @@ def test_resume_on_fewer_processes_with_more_micro_steps(tmp_path):
     for _ in range(30):
         for loader in ranks:
             assert torch.equal(single.next_batch()[0], loader.next_batch()[0])
+
+
+def test_empty_shard_is_named(tmp_path):
+    write_shard(tmp_path / "empty_train.bin", np.zeros(0, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"empty_train\.bin holds 0 tokens, fewer than the 9"):
+        ShardLoader(str(tmp_path / "*.bin"), 2, 4)
+    with pytest.raises(ValueError, match=r"empty_train\.bin is empty \(0 tokens\), fewer than the 9"):
+        check_shards_length([tmp_path / "empty_train.bin"], 9)
+    write_shard(tmp_path / "short_train.bin", np.arange(5))
+    with pytest.raises(ValueError, match=r"short_train\.bin holds only 5 tokens, fewer than the 9"):
+        check_shards_length([tmp_path / "short_train.bin"], 9)
+    check_shards_length([tmp_path / "short_train.bin"], 5)  # exactly enough
+
+
+@pytest.fixture(scope="module")
+def two_tokenizers():
+    from llmc_core.datasets import tiny_shakespeare_text
+    from llmc_core.tokenizer import load_tokenizer, train_tokenizer
+    return train_tokenizer(tiny_shakespeare_text()[:20_000], 300), load_tokenizer("gpt2")
+
+
+def test_shards_record_their_tokenizer(tmp_path, two_tokenizers):
+    from llmc_core.tokenizer import tokenizer_fingerprint
+    small, gpt2 = two_tokenizers
+    write_shard(tmp_path / "a.bin", [1, 2, 299], small)
+    raw = (tmp_path / "a.bin").read_bytes()
+    header = struct.unpack("<256i", raw[:1024])
+    assert header[:4] == (20240520, 1, 3, 300)  # llm.c's three slots as before, then the vocabulary size
+    assert raw[16:48] == bytes.fromhex(tokenizer_fingerprint(small)) and set(header[12:]) == {0}
+    info = read_shard_info(tmp_path / "a.bin")
+    assert info == (3, 300, tokenizer_fingerprint(small))
+    np.testing.assert_array_equal(load_shard(tmp_path / "a.bin"), [1, 2, 299])
+    with pytest.raises(ValueError, match="0..299"):
+        write_shard(tmp_path / "b.bin", [300], small)
+    write_shard(tmp_path / "c.bin", [5])
+    assert read_shard_info(tmp_path / "c.bin") == (1, None, None)  # llm.c's shards record nothing
+
+
+def test_shard_tokenizer_mismatch_is_refused(tmp_path, two_tokenizers):
+    small, gpt2 = two_tokenizers
+    write_shard(tmp_path / "small_train.bin", np.arange(300), small)
+    write_shard(tmp_path / "gpt2_train.bin", np.arange(300), gpt2)
+    write_shard(tmp_path / "llmc_train.bin", np.arange(300))  # no record: GPT-2's, as llm.c's shards
+    check_shards_tokenizer([tmp_path / "small_train.bin"], small)
+    check_shards_tokenizer([tmp_path / "gpt2_train.bin", tmp_path / "llmc_train.bin"], gpt2)
+    with pytest.raises(ValueError) as e:
+        check_shards_tokenizer([tmp_path / "small_train.bin"], gpt2)
+    message = str(e.value)
+    assert "small_train.bin" in message and "300-token tokenizer" in message and "gpt2 (50257 tokens" in message
+    assert "llmc data prepare NAME --tokenizer" in message
+    for shard in ("gpt2_train.bin", "llmc_train.bin"):
+        with pytest.raises(ValueError, match=f"{shard}.*shard's is (gpt2|none recorded).*run's is {small.name}"):
+            check_shards_tokenizer([tmp_path / shard], small)
+
+
+def test_damaged_tokenizer_record_and_tokens_beyond_it(tmp_path, two_tokenizers):
+    small, _ = two_tokenizers
+    path = tmp_path / "a.bin"
+    write_shard(path, [1, 2, 3], small)
+    raw = bytearray(path.read_bytes())
+    raw[12:16] = struct.pack("<i", 0)  # vocabulary size gone, fingerprint kept
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"a\.bin: the header's tokenizer record .* is damaged"):
+        read_shard_info(path)
+    raw[12:16] = struct.pack("<i", 300)
+    raw[1024:1026] = struct.pack("<H", 4000)  # a token the tokenizer does not have
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"a\.bin holds token 4000, but its tokenizer has only 300"):
+        load_shard(path)
+    raw[100:104] = struct.pack("<i", 7)  # slot 25: llm.c leaves it zero
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"a\.bin: header slot 25 holds 7"):
+        read_shard_info(path)

@@ -114,7 +114,8 @@ def cmd_train(args):
 
 def cmd_data_prepare(args):
     from llmc_core.train.prepare import prepare
-    paths = prepare(args.name, args.data_dir, args.workers, args.shard_tokens, args.source, progress=True)
+    paths = prepare(args.name, args.data_dir, args.workers, args.shard_tokens, args.source, progress=True,
+                    tokenizer=args.tokenizer)
     for path in paths:
         print(path)
     return 0
@@ -180,6 +181,7 @@ def register(subparsers):
     q.add_argument("--workers", type=int, default=None, help="tokenizer processes (default: CPU cores - 1)")
     q.add_argument("--shard-tokens", type=int, default=100_000_000, help="tokens per shard (default: %(default)s)")
     q.add_argument("--source", default=None, help="read local files from this folder instead of downloading")
+    q.add_argument("--tokenizer", default="gpt2", help="'gpt2' or a file from `llmc tokenizer train` (default: %(default)s)")
     q.set_defaults(run=cmd_data_prepare)
 
     p = subparsers.add_parser("sample", help="sample text from a trained checkpoint")

@@ -36,7 +36,7 @@ class ShardLoader:
         self.chunks_per_step = world_size * micro_steps
         for path in self.paths:
             count = len(load_shard(path))
-            if self.usable_chunks(count) == 0:
+            if self.usable_chunks(count) <= 0:  # an empty shard gives -1
                 need = B * T * self.chunks_per_step + 1
                 raise ValueError(f"shard {path} holds {count} tokens, fewer than the {need} that one step "
                                  f"needs (B={B} x T={T} x {world_size} ranks x {micro_steps} micro-steps + 1); "
