@@ -60,28 +60,55 @@ def gpt2_mergeable_ranks(vocab_bpe=GPT2_VOCAB_BPE, encoder_json=GPT2_ENCODER_JSO
     """Token bytes -> id for GPT-2's 50,256 BPE tokens, read from encoder.json.
 
     tiktoken merges pairs in order of rank, so it needs the id of a merged token to be its
-    merge priority. Checked here: the 256 single bytes hold ids 0..255, and merge i of
-    vocab.bpe (a b) produces the token a+b with id 256 + i.
+    merge priority. Checked here: encoder.json maps distinct tokens to the ids 0..N-1 (and
+    <|endoftext|>, if present, to N), the 256 single bytes hold ids 0..255, and vocab.bpe holds
+    exactly N - 256 merges, merge i (a b) producing the token a+b with id 256 + i. Any other
+    content is a ValueError naming the file.
     """
     unicode_to_byte = {c: b for b, c in gpt2_byte_to_unicode().items()}
 
-    def to_bytes(text: str) -> bytes:
+    def to_bytes(text, source):
+        if not isinstance(text, str) or not text or any(c not in unicode_to_byte for c in text):
+            raise ValueError(f"{source}: {str(text)[:40]!r} is not a token in GPT-2's byte-to-character "
+                             f"alphabet; the file is damaged")
         return bytes(unicode_to_byte[c] for c in text)
 
-    encoder = json.loads(Path(encoder_json).read_text(encoding="utf-8"))
-    ranks = {to_bytes(token): i for token, i in encoder.items() if token not in GPT2_SPECIAL_TOKENS}
-    merges = Path(vocab_bpe).read_text(encoding="utf-8").split("\n")[1:]  # line 0 is "#version: 0.2"
-    merges = [line.split() for line in merges if line]
-    expected = {bytes([b]) for b in range(256)}
-    if {t for t, i in ranks.items() if i < 256} != expected:
+    encoder = _read_json(encoder_json)
+    if not isinstance(encoder, dict) or not all(type(i) is int for i in encoder.values()):
+        raise ValueError(f"{encoder_json}: expected a JSON object of token -> integer id; the file is damaged")
+    ranks = {to_bytes(token, encoder_json): i for token, i in encoder.items() if token not in GPT2_SPECIAL_TOKENS}
+    if sorted(ranks.values()) != list(range(len(ranks))):
+        raise ValueError(f"{encoder_json}: the ids of its {len(ranks)} tokens are not 0..{len(ranks) - 1}, "
+                         f"each once; the file is damaged")
+    if any(encoder[name] != len(ranks) for name in GPT2_SPECIAL_TOKENS if name in encoder):
+        raise ValueError(f"{encoder_json}: <|endoftext|> must have the id after the last token, {len(ranks)}")
+    if {t for t, i in ranks.items() if i < 256} != {bytes([b]) for b in range(256)}:
         raise ValueError(f"{encoder_json}: ids 0..255 are not the 256 single bytes; the vocabulary file is damaged")
-    for i, (a, b) in enumerate(merges):
-        if ranks.get(to_bytes(a) + to_bytes(b)) != 256 + i:
+    lines = read_text_file(vocab_bpe).split("\n")
+    if not lines[0].startswith("#version"):
+        raise ValueError(f"{vocab_bpe} line 1: expected the '#version: 0.2' header of a GPT-2 merges file")
+    merges = lines[1:-1] if lines[-1] == "" else lines[1:]  # the file ends with a newline
+    if len(merges) != len(ranks) - 256:
+        raise ValueError(f"{vocab_bpe} holds {len(merges)} merges, but {encoder_json} has {len(ranks)} tokens, "
+                         f"which need {len(ranks) - 256}: the two files do not belong together or one is damaged")
+    for i, line in enumerate(merges):
+        pair = line.split(" ")
+        if len(pair) != 2:
+            raise ValueError(f"{vocab_bpe} line {i + 2}: expected two tokens separated by a space, got {line[:60]!r}")
+        a, b = (to_bytes(t, f"{vocab_bpe} line {i + 2}") for t in pair)
+        if ranks.get(a + b) != 256 + i:
             raise ValueError(
-                f"{vocab_bpe} line {i + 2} merges {a!r} {b!r}, but {encoder_json} does not give the merged "
+                f"{vocab_bpe} line {i + 2} merges {pair[0]!r} {pair[1]!r}, but {encoder_json} does not give the merged "
                 f"token id {256 + i}: the two files do not belong together"
             )
     return ranks
+
+
+def _read_json(path):
+    try:
+        return json.loads(read_text_file(path))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); the file is damaged") from e
 
 
 def parse_tiktoken_ranks(text: str, source, first_line: int = 1) -> dict[bytes, int]:

@@ -121,7 +121,7 @@ def _check_header(header, source) -> dict:
     """The header's fields, checked for type and meaning; ValueError naming `source`."""
     if not isinstance(header, dict):
         raise ValueError(f"{source}: the tokenizer header is a {type(header).__name__}, not an object")
-    if header.get("format") != FORMAT or header.get("version") != VERSION:
+    if header.get("format") != FORMAT or type(header.get("version")) is not int or header["version"] != VERSION:
         raise ValueError(f"{source}: not an {FORMAT} version {VERSION} file (format={header.get('format')!r}, "
                          f"version={header.get('version')!r})")
     expected = {"format", "version", "name", "pat_str", "special_tokens", "ranks"}
