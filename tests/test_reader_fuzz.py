@@ -199,3 +199,25 @@ def test_fuzz_token_shards(tmp_path, small_encoding):
         outcomes.append(check_rejected_or_sound(lambda: load_shard(path), path, sound))
     # bit flips inside the token payload are valid shards by this definition: fewer must be rejected
     assert outcomes.count("rejected") >= len(outcomes) // 3, outcomes.count("rejected")
+
+
+def test_fuzz_llmc_tokenizer_file(tmp_path, small_encoding):
+    """llm.c's gpt2_tokenizer.bin format (llmc export --tokenizer-bin)."""
+    import struct
+
+    from llmc_core.train.export import read_llmc_tokenizer, write_llmc_tokenizer
+    write_llmc_tokenizer(small_encoding, tmp_path / "good.bin")
+    original = (tmp_path / "good.bin").read_bytes()
+    outcomes = []
+    for seed in range(CASES):
+        data = mutate(original, seed)
+        path = tmp_path / f"case{seed}.bin"
+        path.write_bytes(data)
+
+        def sound(result, data=data):
+            tokens, eot = result
+            rebuilt = struct.pack("<256i", 20240328, 2, len(tokens), eot, *[0] * 252)
+            assert rebuilt + b"".join(bytes([len(t)]) + t for t in tokens) == data
+
+        outcomes.append(check_rejected_or_sound(lambda: read_llmc_tokenizer(path), path, sound))
+    assert outcomes.count("rejected") >= len(outcomes) // 3

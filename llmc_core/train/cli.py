@@ -146,6 +146,9 @@ def cmd_export(args):
     model = load_trained_model(args.run_dir)
     write_llmc_checkpoint(args.output, model, model.config, dtype=args.dtype)
     print(f"wrote {args.output} (llm.c model checkpoint, version {3 if args.dtype == 'float32' else 5})")
+    from llmc_core.train.export import export_llmc_extras
+    for line in export_llmc_extras(args.run_dir, model, args.tokenizer_bin, args.debug_state):
+        print(line)
     return 0
 
 
@@ -200,6 +203,8 @@ def register(subparsers):
     p.add_argument("output", help="the .bin file to write")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                    help="float32 = llm.c version 3 (train_gpt2.c reads it), bfloat16 = version 5")
+    p.add_argument("--tokenizer-bin", default=None, metavar="FILE", help="also write the run's tokenizer for llm.c (gpt2_tokenizer.bin format)")
+    p.add_argument("--debug-state", default=None, metavar="FILE", help="also write llm.c's debug state (one step's logits, loss, gradients) for test_gpt2.c")
     p.set_defaults(run=cmd_export)
 
     p = subparsers.add_parser("plot", help="plot a run's training and validation loss curves")
