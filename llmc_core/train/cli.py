@@ -10,7 +10,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from llmc_core.train.config import PRESETS, TrainConfig, preset
+from llmc_core.train.config import PRESETS, TrainConfig, flag, preset
 
 # help for every TrainConfig field; each becomes a flag --field-name
 FIELD_HELP = {
@@ -27,7 +27,9 @@ FIELD_HELP = {
     "val_data": "glob of validation shards (overrides --data)",
     "batch_size": "micro-batch size B per process",
     "total_batch_tokens": "tokens per optimizer step; gradient accumulation makes up the difference",
-    "max_steps": "optimizer steps; the LR schedule ends here",
+    "max_steps": "optimizer steps; the LR schedule ends here (given alone, it replaces the preset's time budget)",
+    "time_budget": "wall time for the whole run, e.g. 5m, 300s, 1h; the LR decay is fitted to the steps that fit (0: none)",
+    "threads": "CPU threads for PyTorch (0: PyTorch's default, one per core)",
     "lr": "peak learning rate",
     "min_lr_frac": "final learning rate as a fraction of --lr",
     "warmup_steps": "linear LR warmup steps",
@@ -57,8 +59,18 @@ FIELD_HELP = {
 }
 
 
-def flag(name):
-    return "--" + name.replace("_", "-")
+def parse_duration(text):
+    """Seconds from '300', '300s', '5m', '1.5h'."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    text = text.strip().lower()
+    scale = units.get(text[-1:], None)
+    try:
+        value = float(text[:-1] if scale else text) * (scale or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; write e.g. 300, 90s, 5m or 1h") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a duration cannot be negative, got {text!r}")
+    return value
 
 
 def add_config_flags(parser):
@@ -69,15 +81,35 @@ def add_config_flags(parser):
             group.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None,
                                help=FIELD_HELP[f.name])
         else:
-            group.add_argument(flag(f.name), type=f.type if callable(f.type) else str, default=None,
+            kind = parse_duration if f.name == "time_budget" else {"int": int, "float": float}.get(f.type, f.type)
+            group.add_argument(flag(f.name), type=kind if callable(kind) else str, default=None,
                                metavar=f.name.upper(), help=FIELD_HELP[f.name])
 
 
-def config_from_args(args, base):
+# fields that fix the model's shape: a resumed run takes them from its checkpoint
+SHAPE_FIELDS = ("n_layer", "n_head", "n_embd", "seq_len", "vocab_size", "init_from", "tokenizer")
+
+
+def config_from_args(args, base, resuming=False):
+    """The base config (a preset, or a checkpoint's when resuming) with the flags given changed.
+
+    A flag that would be silently ignored is an error instead.
+    """
     changes = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
     if args.no_compile:
         changes["compile"] = "off"
-    return base.replace(**changes)
+    if "max_steps" in changes and "time_budget" not in changes:
+        changes["time_budget"] = 0.0  # an explicit step count replaces the preset's time budget
+    if resuming:
+        fixed = [name for name in SHAPE_FIELDS if name in changes and changes[name] != getattr(base, name)]
+        if fixed:
+            raise ValueError(f"{', '.join(flag(n) for n in fixed)}: a resumed run keeps the model and tokenizer of "
+                             f"its checkpoint; drop the flag, or start a new run with another --out")
+    config = base.replace(**changes)
+    unused = [n for n in ("hellaswag_path", "hellaswag_examples") if n in changes and not config.hellaswag_every]
+    if unused:
+        raise ValueError(f"{', '.join(flag(n) for n in unused)} has no effect without --hellaswag-every N")
+    return config
 
 
 def cmd_train(args):
@@ -97,7 +129,7 @@ def cmd_train(args):
         base = TrainConfig.from_dict(load_latest_good(out, say=lambda *a: None)["config"])
     else:
         base = preset(args.preset)
-    config = config_from_args(args, base)
+    config = config_from_args(args, base, resuming=bool(args.resume))
     try:
         summary = train(config, out, resume=bool(args.resume), data_dir=args.data_dir,
                         stop_at=args.stop_at, progress=not args.no_progress)

@@ -9,6 +9,11 @@ from dataclasses import asdict, dataclass, fields, replace
 from llmc_core.gpt2 import GPT2Config
 
 
+def flag(name):
+    """The command-line flag of a config field: n_layer -> --n-layer."""
+    return "--" + name.replace("_", "-")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     # model: GPT-2 of n_layer blocks, n_head heads, n_embd channels, context seq_len (T)
@@ -27,7 +32,8 @@ class TrainConfig:
     batch_size: int = 8  # B per process and micro-step
     total_batch_tokens: int = 1024  # tokens per optimizer step, summed over micro-steps and processes
     # optimizer: AdamW with linear warmup then cosine decay to min_lr_frac * lr
-    max_steps: int = 400
+    max_steps: int = 400  # with time_budget: at most this many
+    time_budget: float = 0.0  # seconds of wall time for the whole run, the LR decay fitted to it; 0 = none
     lr: float = 3e-3
     min_lr_frac: float = 0.1
     warmup_steps: int = 20
@@ -47,6 +53,7 @@ class TrainConfig:
     hellaswag_examples: int = 0  # evaluate only the first N examples (0 = all)
     # system
     device: str = "auto"  # auto = cuda when available, else cpu
+    threads: int = 0  # CPU threads for PyTorch; 0 = PyTorch's default (the cores it sees)
     dtype: str = "auto"  # auto = bfloat16 autocast on cuda, float32 on cpu; or "float32" / "bfloat16"
     compile: str = "auto"  # auto = torch.compile on cuda, not on cpu; or "on" / "off"
     attention: str = "sdpa"  # "sdpa" (fused) or "manual"
@@ -61,17 +68,19 @@ class TrainConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.type in ("int", int) and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-                raise ValueError(f"TrainConfig.{f.name} must be an int >= 0, got {value!r}")
+                raise ValueError(f"{flag(f.name)} must be an int >= 0, got {value!r}")
         for name in ("n_layer", "n_head", "n_embd", "seq_len", "batch_size", "total_batch_tokens", "max_steps"):
             if getattr(self, name) == 0:
-                raise ValueError(f"TrainConfig.{name} must be positive, got 0")
+                raise ValueError(f"{flag(name)} must be positive, got 0")
         choices = {"dtype": ("auto", "float32", "bfloat16"), "compile": ("auto", "on", "off"),
                    "attention": ("sdpa", "manual")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"TrainConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+                raise ValueError(f"{flag(name)} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.lr <= 0:
-            raise ValueError(f"TrainConfig.lr must be positive, got {self.lr}")
+            raise ValueError(f"--lr must be positive, got {self.lr}")
+        if self.time_budget < 0:
+            raise ValueError(f"--time-budget must be positive (or 0 for none), got {self.time_budget}")
 
     def model_config(self):
         return GPT2Config(block_size=self.seq_len, vocab_size=self.vocab_size,

@@ -36,7 +36,7 @@ from llmc_core.gpt2 import GPT2, GPT2Config
 from llmc_core.train.checkpoint import (BEST_NAME, CHECKPOINT_NAME, load_latest_good, rng_state, save_checkpoint,
                                         set_rng_state)
 from llmc_core.train.config import TrainConfig
-from llmc_core.encodings import gpt2_encoding
+from llmc_core.tokenizer import load_tokenizer, tokenizer_to_dict
 from llmc_core.train.evaluate import (bits_per_byte, hellaswag_accuracy, hellaswag_examples, token_byte_lengths, val_loss,
                                       val_text_size)
 from llmc_core.train.loader import ShardLoader, find_shards
@@ -45,7 +45,7 @@ from llmc_core.train.parts import TrainerParts
 from llmc_core.train.rundir import (LOG_NAME, RunLock, RunLog, read_log,  # noqa: F401 (read_log: the public reader)
                                     remove_stale_temporaries)
 from llmc_core.train.sample import generate
-from llmc_core.train.shards import load_shard
+from llmc_core.train.shards import check_shards_tokenizer, load_shard
 
 
 class TrainingDiverged(FloatingPointError):
@@ -69,7 +69,17 @@ class Runtime:
             device = f"cuda:{self.local_rank}" if torch.cuda.is_available() else "cpu"
         else:
             device = config.device
-        self.device = torch.device(device)
+        try:
+            self.device = torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"--device {device} is not a device; use auto, cpu, cuda or cuda:N") from None
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: this PyTorch sees no CUDA GPU; use --device cpu (or auto)")
+        if self.device.type == "cuda" and (self.device.index or 0) >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: there are only {torch.cuda.device_count()} GPU(s), cuda:0.."
+                             f"cuda:{torch.cuda.device_count() - 1}")
+        if config.threads:
+            torch.set_num_threads(config.threads)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         if self.ddp and not dist.is_initialized():
@@ -90,11 +100,12 @@ def resolve_dtype(config, device):
 def data_patterns(config, data_dir, runtime):
     """Glob patterns of the train and val shards, preparing tiny Shakespeare when it is missing."""
     from llmc_core.train.prepare import prepare, shard_patterns
-    train, val = shard_patterns(config.data, data_dir)
+    train, val = shard_patterns(config.data, data_dir, config.tokenizer)
     train, val = config.train_data or train, config.val_data or val
     if config.data == "tinyshakespeare" and not (config.train_data or config.val_data):
         if runtime.master and not (list(Path(train).parent.glob("*.bin"))):
-            prepare("tinyshakespeare", data_dir)  # one second of tokenizing, no download
+            # a few seconds of tokenizing, no download
+            prepare("tinyshakespeare", data_dir, progress=False, tokenizer=config.tokenizer)
         if runtime.ddp:
             dist.barrier()
     return train, val
@@ -131,12 +142,14 @@ def unigram_baseline(pattern, lengths):
     return nats, bits_per_byte(nats, int(counts.sum()), n_bytes)
 
 
-def run_encoding(spec):
-    """The tokenizer that made the run's shards: "gpt2", or a tokenizer file (llmc tokenizer train)."""
-    if spec == "gpt2":
-        return gpt2_encoding()
-    from llmc_core.tokenizer import load_tokenizer
-    return load_tokenizer(spec)
+def run_encoding(config):
+    """The tokenizer of the run: "gpt2", or a tokenizer file (`llmc tokenizer train`), checked against the model."""
+    enc = load_tokenizer(config.tokenizer)
+    # (toy runs pair GPT-2's tokenizer with a smaller model over the first ids, so only files are checked)
+    if config.tokenizer != "gpt2" and enc.n_vocab > config.vocab_size:
+        raise ValueError(f"the tokenizer {config.tokenizer} has {enc.n_vocab} tokens but the model only "
+                         f"--vocab-size {config.vocab_size}; pass --vocab-size {enc.n_vocab}")
+    return enc
 
 
 def build_model(config, device, model_config=None):
@@ -225,6 +238,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     train_loader: ShardLoader
     val_loader: ShardLoader
+    enc: object  # the tiktoken Encoding that made the shards
     autocast: Callable  # a context manager factory: bfloat16 autocast or nothing
     grad_accum: int  # micro-steps per optimizer step
     flops_token: float  # training FLOPs per token, for MFU
@@ -243,6 +257,12 @@ class Run:
     best_bpb: float = math.inf  # the best validation bits per byte so far (checkpoint.best.pt)
     wall_start: float = field(default_factory=time.perf_counter)  # when this part of the run started
     wall_before: float = 0.0  # seconds spent by the parts before a resume
+    planned: int = 0  # the step the run will end on: config.max_steps, or what fits the time budget
+    loop_start: float = 0.0  # when this part's first step began, and its steps since, for the time left
+    loop_steps: int = 0
+    reserve_s: float = 0.0  # what the last evaluation and checkpoint took: kept free at the end of a budget
+    loss_ema: float | None = None  # smoothed train loss and tokens/s for the progress bar
+    tps_ema: float | None = None
 
     def wall_s(self):
         """Wall time of the whole run so far, every resumed part included."""
@@ -277,6 +297,8 @@ def setup(config, out_dir, runtime, resume, data_dir, parts):
     train_pattern, val_pattern = data_patterns(config, data_dir, runtime)
     train_loader = ShardLoader(train_pattern, B, T, runtime.rank, W, grad_accum)
     val_loader = ShardLoader(val_pattern, B, T, runtime.rank, W)
+    enc = run_encoding(config)
+    check_shards_tokenizer(train_loader.paths + val_loader.paths, enc)
 
     state = load_latest_good(out_dir, say=tqdm.write if runtime.master else print) if resume else None
     torch.manual_seed(config.seed)
@@ -288,7 +310,7 @@ def setup(config, out_dir, runtime, resume, data_dir, parts):
         from torch.nn.parallel import DistributedDataParallel as DDP
         model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     mc = raw_model.config
-    run = Run(config, Path(out_dir), runtime, parts, raw_model, model, optimizer, train_loader, val_loader,
+    run = Run(config, Path(out_dir), runtime, parts, raw_model, model, optimizer, train_loader, val_loader, enc,
               autocast, grad_accum,
               flops_token=parts.flops_per_token(raw_model.num_parameters(), mc.n_layer, mc.n_embd, T),
               peak=peak_flops(device, resolve_dtype(config, device), config.peak_tflops))
@@ -302,6 +324,7 @@ def setup(config, out_dir, runtime, resume, data_dir, parts):
         describe(run, use_compile, fused, train_pattern, val_pattern)
         run.log = RunLog(run.out_dir / LOG_NAME, keep_up_to_step=run.step if resume else None)
     run.hellaswag = load_hellaswag(run, data_dir)
+    run.planned = config.max_steps
     return run
 
 
@@ -314,7 +337,7 @@ def measure_val(run):
         run.val_batches = -(-config.val_batches // W)
     else:  # 0: the whole validation split, every chunk once
         run.val_batches = run.val_loader.batches_per_pass()
-    run.lengths = token_byte_lengths(run_encoding(config.tokenizer))
+    run.lengths = token_byte_lengths(run.enc)
     size = torch.tensor(val_text_size(run.val_loader, run.val_batches, run.lengths), dtype=torch.float64)
     if run.runtime.ddp:
         size = size.to(run.runtime.device)
@@ -382,7 +405,7 @@ def train_step(run):
     """
     config, runtime, device = run.config, run.runtime, run.runtime.device
     t0 = time.perf_counter()
-    lr = run.parts.lr_at(run.step, config.lr, config.warmup_steps, config.max_steps, config.min_lr_frac)
+    lr = learning_rate(run)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     loss_sum = torch.zeros((), device=device)
@@ -414,6 +437,38 @@ def train_step(run):
     run.step += 1
     return {"step": run.step, "loss": loss_value, "lr": lr, "grad_norm": norm_value,
             "tokens_per_s": tokens_per_s, "mfu": mfu, "dt_ms": dt * 1000}
+
+
+def learning_rate(run):
+    """The LR of the coming step: warmup then cosine decay over config.max_steps, or over the steps
+    that fit the time budget, so that a budgeted run always ends its decay on its last step."""
+    c, step = run.config, run.step
+    if not c.time_budget:
+        return run.parts.lr_at(step, c.lr, c.warmup_steps, c.max_steps, c.min_lr_frac)
+    if step + 1 >= run.planned:  # the last step that fits gets the final LR, even within the warmup
+        last = max(step, c.warmup_steps)
+        return run.parts.lr_at(last, c.lr, c.warmup_steps, last, c.min_lr_frac)
+    return run.parts.lr_at(step, c.lr, c.warmup_steps, max(run.planned - 1, c.warmup_steps), c.min_lr_frac)
+
+
+def plan_steps(run):
+    """Where the run will end: config.max_steps, or the steps that fit what is left of the time budget.
+
+    The time per step is the mean over this part's steps, evaluations included, which changes slowly.
+    """
+    config = run.config
+    if not config.time_budget:
+        return config.max_steps
+    left = config.time_budget - run.wall_s() - run.reserve_s
+    if run.loop_steps == 0:
+        return config.max_steps if left > 0 else run.step + 1
+    per_step = (time.perf_counter() - run.loop_start) / run.loop_steps
+    planned = min(config.max_steps, run.step + max(1, int(left // per_step)))
+    if run.runtime.ddp:  # clocks differ between processes: all stop with the earliest
+        planned_t = torch.tensor([planned], device=run.runtime.device)
+        dist.all_reduce(planned_t, op=dist.ReduceOp.MIN)
+        planned = int(planned_t.item())
+    return planned
 
 
 def diverged(run, loss_value, norm_value, lr):
@@ -454,7 +509,7 @@ def evaluate_hellaswag(run):
 
 def write_sample(run):
     """Sample from the model, print it and append it to samples.txt."""
-    config, enc = run.config, run_encoding(run.config.tokenizer)
+    config, enc = run.config, run.enc
     start = enc.eot_token if enc.eot_token < run.raw_model.config.vocab_size else 0  # toy models: token 0
     tokens = generate(run.raw_model, [start], config.sample_tokens, seed=config.seed, device=run.runtime.device)
     text = enc.decode(tokens[1:])
@@ -465,7 +520,9 @@ def write_sample(run):
 
 def first_evaluation(run):
     """The validation loss of the untrained model, logged as step 0."""
+    t0 = time.perf_counter()
     first, bpb = evaluate_val(run)
+    run.reserve_s = time.perf_counter() - t0
     if run.runtime.master:
         run.log.write({"step": 0, "val_loss": first, "val_bpb": bpb})
         run.say(f"step 0: val loss {first:.4f} = {bpb:.3f} bits per byte (a uniform guess over "
@@ -479,26 +536,53 @@ def due(every, step, final):
 def evaluate_and_log(run, record, bar):
     """Add the evaluations due at this step to `record`, log it, sample, and move the progress bar."""
     config, done = run.config, run.step
-    final = done == config.max_steps
+    final = done == run.planned
+    t0 = time.perf_counter()
     if due(config.val_every, done, final):
         record["val_loss"], record["val_bpb"] = evaluate_val(run)
     if run.hellaswag is not None and due(config.hellaswag_every, done, final):
         record["hellaswag"] = evaluate_hellaswag(run)
     run.last = record
-    if not run.runtime.master:
-        return
-    run.log.write(record)
-    if due(config.sample_every, done, final):
-        write_sample(run)
-    mfu = record["mfu"]
-    postfix = {"loss": f"{record['loss']:.3f}", "tok/s": f"{record['tokens_per_s']:,.0f}",
-               "mfu": "n/a" if mfu is None else f"{100 * mfu:.1f}%"}
+    if run.runtime.master:
+        run.log.write(record)
+        if due(config.sample_every, done, final):
+            write_sample(run)
+        if "val_loss" in record:
+            run.say(f"step {done}: loss {record['loss']:.4f}, val loss {record['val_loss']:.4f} = "
+                    f"{record['val_bpb']:.3f} bits per byte")
+        show_progress(run, record, bar)
     if "val_loss" in record:
-        postfix["val_bpb"] = f"{record['val_bpb']:.3f}"
-        run.say(f"step {done}: loss {record['loss']:.4f}, val loss {record['val_loss']:.4f} = "
-                f"{record['val_bpb']:.3f} bits per byte")
+        run.reserve_s = time.perf_counter() - t0
+
+
+def smooth(average, value, weight=0.9):
+    return value if average is None else weight * average + (1 - weight) * value
+
+
+def show_progress(run, record, bar):
+    """The progress bar: validation bits per byte, smoothed loss and tokens/s, MFU, time left."""
+    run.loss_ema = smooth(run.loss_ema, record["loss"])
+    run.tps_ema = smooth(run.tps_ema, record["tokens_per_s"])
+    if "val_bpb" in record:
+        bar.bpb = record["val_bpb"]
+    mfu = record["mfu"]
+    postfix = {"val_bpb": f"{getattr(bar, 'bpb', float('nan')):.3f}", "loss": f"{run.loss_ema:.3f}",
+               "tok/s": f"{run.tps_ema:,.0f}", "mfu": "n/a" if mfu is None else f"{100 * mfu:.1f}%",
+               "left": time_left(run)}
+    bar.total = run.planned
     bar.set_postfix(postfix, refresh=False)
     bar.update(1)
+
+
+def time_left(run):
+    """m:ss to go: what is left of the time budget, else the steps left at this part's mean step time."""
+    if run.config.time_budget:
+        seconds = run.config.time_budget - run.wall_s()
+    else:
+        per_step = (time.perf_counter() - run.loop_start) / max(run.loop_steps, 1)
+        seconds = (run.planned - run.step) * per_step
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -519,6 +603,7 @@ def write_checkpoint(run, name=CHECKPOINT_NAME):
             "model": run.raw_model.state_dict(), "model_config": asdict(run.raw_model.config),
             "optimizer": run.optimizer.state_dict(), "train_loader": run.train_loader.state_dict(),
             "rng": rng_state(), "step": run.step, "config": run.config.to_dict(), "wall_s": run.wall_s(),
+            "tokenizer": tokenizer_to_dict(run.enc),
             "best_val_bpb": run.best_bpb}, keep_previous=name == CHECKPOINT_NAME)
     if run.runtime.ddp:
         dist.barrier()
@@ -528,7 +613,9 @@ def keep_best(run, record):
     """Write checkpoint.best.pt when this step's validation bits per byte is the best so far."""
     if record.get("val_bpb", math.inf) < run.best_bpb:
         run.best_bpb = record["val_bpb"]
+        t0 = time.perf_counter()
         write_checkpoint(run, BEST_NAME)
+        run.reserve_s += time.perf_counter() - t0  # the final step may write it too
 
 
 def stop_requested(run, signals, stop_at):
@@ -597,10 +684,12 @@ def train(config: TrainConfig, out_dir, *, resume=False, data_dir=None, stop_at=
     parts = TrainerParts() if parts is None else parts
     if not isinstance(parts, TrainerParts):
         raise TypeError(f"parts must be a TrainerParts (llmc_core.train.parts), got {type(parts).__name__}")
+    started = time.perf_counter()
     runtime = Runtime(config)
     lock = claim_run_dir(Path(out_dir)) if runtime.master else None
     try:
         run = setup(config, Path(out_dir), runtime, resume, data_dir, parts)
+        run.wall_start = started  # the time budget counts the setup too
         run_loop(run, stop_at, progress)
         return finish(run)
     finally:
@@ -626,15 +715,22 @@ def run_loop(run, stop_at, progress):
     config = run.config
     if run.step == 0 and config.val_every:
         first_evaluation(run)
-    bar = tqdm(total=config.max_steps, initial=run.step, unit="step", dynamic_ncols=True,
+    run.planned = plan_steps(run)
+    # tqdm's own time left follows the latest rate and jumps; the postfix shows a steadier one
+    bar = tqdm(total=run.planned, initial=run.step, unit="step", dynamic_ncols=True,
+               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
                disable=not (run.runtime.master and progress))
+    run.loop_start, run.loop_steps = time.perf_counter(), 0
     with StopSignals() as signals, bar:
-        while run.step < config.max_steps:
+        while run.step < run.planned:
             record = train_step(run)
+            run.loop_steps += 1
             evaluate_and_log(run, record, bar)
             keep_best(run, record)
             stop = stop_requested(run, signals, stop_at)
-            if stop or run.step == config.max_steps or due(config.checkpoint_every, run.step, False):
+            final = run.step == run.planned
+            if stop or final or due(config.checkpoint_every, run.step, False):
                 write_checkpoint(run)
-            if stop:
+            if stop or final:
                 break
+            run.planned = plan_steps(run)  # the next step is the last when it is the last that fits
