@@ -16,6 +16,8 @@ import os
 import statistics
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,30 +61,32 @@ def loadavg():
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-def run(label, flags, tokenizer, vocab, budget, work, seed=1337):
+def run(label, flags, tokenizer, vocab, budget, work, seed=1337, clock="wall", threads=2):
     """One `llmc train` process; returns its row of figures."""
-    out = Path(work) / f"run-{label}-v{vocab}-b{budget:g}-s{seed}"
+    out = Path(work) / f"run-{label}-v{vocab}-b{budget:g}{clock}-t{threads}-s{seed}"
     cmd = ["nice", "-n", "10", sys.executable, "-m", "llmc_core.train", "train", "--out", str(out),
            "--data-dir", str(Path(work) / "data"), "--tokenizer", tokenizer, "--vocab-size", str(vocab),
-           "--time-budget", f"{budget}s", "--threads", "2", "--val-every", "1000000", "--sample-every", "1000000",
+           "--time-budget", f"{budget}s", "--budget-clock", clock, "--threads", str(threads), "--val-every", "1000000", "--sample-every", "1000000",
            "--sample-tokens", "120", "--checkpoint-every", "0", "--no-progress", "--seed", str(seed), *flags.split()]
     before = loadavg()
+    started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    after = loadavg()
+    after, wall = loadavg(), time.perf_counter() - started
     if done.returncode:
         return {"label": label, "vocab": vocab, "error": done.stderr.strip().splitlines()[-1]}
     summary = json.loads((out / "summary.json").read_text())
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line.strip()]
     tps = statistics.median(r["tokens_per_s"] for r in log if "tokens_per_s" in r)
     return {"label": label, "vocab": vocab, "bpb": summary["val_bpb"], "steps": summary["step"],
-            "tokens_per_s": tps, "wall_s": summary["wall_s"], "load": (before, after), "out": str(out)}
+            "tokens_per_s": tps, "budget_s": summary["wall_s"], "wall_s": wall, "load": (before, after), "out": str(out),
+            "seed": seed}
 
 
 def row(r):
     if "error" in r:
         return f"| {r['label']} | {r['vocab']} | error: {r['error']} |"
-    return (f"| {r['label']} | {r['vocab']:,} | {r['bpb']:.3f} | {r['steps']} | {r['tokens_per_s']:,.0f} | "
-            f"{r['wall_s']:.0f} | {r['load'][0]:.1f} / {r['load'][1]:.1f} |")
+    return (f"| {r['label']} | {r['vocab']:,} | {r['seed']} | {r['bpb']:.3f} | {r['steps']} | {r['tokens_per_s']:,.0f} | "
+            f"{r['budget_s']:.0f} | {r['wall_s']:.0f} | {r['load'][0]:.1f} / {r['load'][1]:.1f} |")
 
 
 def main():
@@ -93,6 +97,10 @@ def main():
     p.add_argument("--shape", default="A", help="model shape for the vocab stage (default: %(default)s)")
     p.add_argument("--only", default="", help="comma-separated shapes (shape stage) or vocab sizes (vocab stage)")
     p.add_argument("--seeds", default="1337", help="comma-separated seeds")
+    p.add_argument("--clock", default="wall", choices=("wall", "cpu"), help="--budget-clock of the runs")
+    p.add_argument("--threads", type=int, default=2, help="--threads of the runs (default: %(default)s)")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="runs at a time; only fair with --clock cpu --threads 1 (default: %(default)s)")
     p.add_argument("--work", default="/tmp/llmc_cpu_sweep", help="folder for tokenizers, shards and runs")
     args = p.parse_args()
     Path(args.work).mkdir(parents=True, exist_ok=True)
@@ -102,13 +110,15 @@ def main():
     else:
         names = args.only.split(",") if args.only else list(SHAPES)
         plan = [(n, SHAPES[n], args.vocab) for n in names]
-    print(f"budget {args.budget:g} s per run, --threads 2, nice 10")
-    print("| shape | vocab | val bpb | steps | tokens/s (median) | wall s | load avg before / after |")
-    print("|---|---|---|---|---|---|---|")
-    for label, flags, vocab in plan:
-        for seed in [int(s) for s in args.seeds.split(",")]:
-            print(row(run(label, flags, tokenizer_file(vocab, args.work), vocab, args.budget, args.work, seed)),
-                  flush=True)
+    print(f"budget {args.budget:g} s of {args.clock} time per run, --threads {args.threads}, nice 10, "
+          f"{args.parallel} run(s) at a time")
+    print("| shape | vocab | seed | val bpb | steps | tokens/s (median) | budget s used | wall s | load avg before / after |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    jobs = [(label, flags, tokenizer_file(vocab, args.work), vocab, args.budget, args.work, int(seed), args.clock,
+             args.threads) for label, flags, vocab in plan for seed in args.seeds.split(",")]
+    with ThreadPoolExecutor(args.parallel) as pool:
+        for r in pool.map(lambda job: run(*job), jobs):
+            print(row(r), flush=True)
 
 
 if __name__ == "__main__":

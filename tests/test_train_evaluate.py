@@ -182,3 +182,16 @@ def test_val_bpb_is_logged_and_covers_the_whole_split(toy_shards, tmp_path):
     loader = ShardLoader(toy_shards / "toy_val.bin", 4, 16)
     assert loader.batches_per_pass() == 23
     assert val_text_size(loader, 23, token_byte_lengths(gpt2_encoding())) == (23 * 64, 23 * 64)
+
+
+def test_plot_overlays_runs_with_compressor_baselines(toy_data, tmp_path):
+    from llmc_core.train.plot import compressor_bpb, val_text
+    for seed in (1, 2):
+        train(tiny_config(toy_data, seed=seed), tmp_path / f"run{seed}", progress=False)
+    # the baselines' text is the val shard's tokens decoded: one GPT-2 byte token per toy token
+    text = val_text(tmp_path / "run1")
+    assert len(text) == len(load_shard(toy_data / "toy_val.bin"))
+    import bz2
+    assert compressor_bpb(text)["bzip2 -9"] == 8 * len(bz2.compress(text, 9)) / len(text)
+    assert main(["plot", str(tmp_path / "run1"), str(tmp_path / "run2"), "--output", str(tmp_path / "both.png")]) == 0
+    assert (tmp_path / "both.png").read_bytes()[:4] == b"\x89PNG"

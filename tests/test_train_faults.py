@@ -106,3 +106,10 @@ def test_summary_wall_time_counts_every_resumed_part(toy_shards, tmp_path):
     summary = train(tiny(toy_shards), run, resume=True, progress=False)
     assert first_part > 0 and summary["wall_s_this_part"] > 0
     assert summary["wall_s"] == pytest.approx(first_part + summary["wall_s_this_part"], rel=1e-9)
+
+
+def test_the_checkpoint_carries_the_tokenizer(toy_shards, tmp_path):
+    from llmc_core.tokenizer import load_tokenizer, tokenizer_fingerprint, tokenizer_from_dict
+    train(tiny(toy_shards, max_steps=1), tmp_path / "run", progress=False)
+    enc = tokenizer_from_dict(load_checkpoint(tmp_path / "run")["tokenizer"])
+    assert tokenizer_fingerprint(enc) == tokenizer_fingerprint(load_tokenizer("gpt2"))

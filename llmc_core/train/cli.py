@@ -29,6 +29,8 @@ FIELD_HELP = {
     "total_batch_tokens": "tokens per optimizer step; gradient accumulation makes up the difference",
     "max_steps": "optimizer steps; the LR schedule ends here (given alone, it replaces the preset's time budget)",
     "time_budget": "wall time for the whole run, e.g. 5m, 300s, 1h; the LR decay is fitted to the steps that fit (0: none)",
+    "budget_clock": "'wall' (default) or 'cpu': the time budget counts this process's CPU seconds, so that runs "
+                    "on a shared machine compare as if each had its cores alone (use with --threads 1)",
     "threads": "CPU threads for PyTorch (0: PyTorch's default, one per core)",
     "lr": "peak learning rate",
     "min_lr_frac": "final learning rate as a fraction of --lr",
@@ -153,23 +155,33 @@ def cmd_data_prepare(args):
     return 0
 
 
-def load_trained_model(run, device="cpu"):
-    """The GPT2 saved in a run folder's checkpoint (or a checkpoint file), in eval mode."""
+def load_trained_model(run, device="cpu", with_tokenizer=False):
+    """The GPT2 saved in a run folder's checkpoint (or a checkpoint file), in eval mode.
+
+    with_tokenizer: return (model, the tiktoken Encoding the checkpoint carries; GPT-2's for older ones).
+    """
+    from llmc_core.tokenizer import load_tokenizer, tokenizer_from_dict
     from llmc_core.train.checkpoint import load_checkpoint
     from llmc_core.train.trainer import build_model
     state = load_checkpoint(run)
     config = TrainConfig.from_dict(state["config"])
-    model = build_model(config, device, state["model_config"])
+    model = build_model(config, device, state["model_config"]).eval()
     model.load_state_dict(state["model"])
-    return model.eval()
+    if not with_tokenizer:
+        return model
+    enc = tokenizer_from_dict(state["tokenizer"], run) if "tokenizer" in state else load_tokenizer("gpt2")
+    return model, enc
 
 
 def cmd_sample(args):
-    from llmc_core.train.sample import sample_text
-    model = load_trained_model(args.run_dir, args.device)
+    from llmc_core.train.sample import generate
+    model, enc = load_trained_model(args.run_dir, args.device, with_tokenizer=True)
+    start = enc.eot_token if enc.eot_token < model.config.vocab_size else 0  # a new document, as in training
+    prompt = enc.encode_ordinary(args.prompt)
     for i in range(args.num_samples):
-        text = sample_text(model, args.prompt, args.tokens, args.temperature, args.top_k, args.seed + i, args.device)
-        print(f"--- sample {i + 1} ---\n{text}")  # the text starts with the prompt
+        tokens = generate(model, [start] + prompt, args.tokens, args.temperature, args.top_k, args.seed + i,
+                          args.device)
+        print(f"--- sample {i + 1} ---\n{enc.decode(tokens[1:])}")  # the text starts with the prompt
     return 0
 
 
@@ -185,8 +197,8 @@ def cmd_export(args):
 
 
 def cmd_plot(args):
-    from llmc_core.train.plot import plot_run
-    path = plot_run(args.run_dir, args.output)
+    from llmc_core.train.plot import plot_runs
+    path = plot_runs(args.run_dirs, args.output)
     print(f"wrote {path}")
     return 0
 
@@ -239,9 +251,9 @@ def register(subparsers):
     p.add_argument("--debug-state", default=None, metavar="FILE", help="also write llm.c's debug state (one step's logits, loss, gradients) for test_gpt2.c")
     p.set_defaults(run=cmd_export)
 
-    p = subparsers.add_parser("plot", help="plot a run's training and validation loss curves")
-    p.add_argument("run_dir", metavar="RUN", help="a run folder written by `llmc train`")
-    p.add_argument("--output", default=None, help="image path (default: RUN/loss.png)")
+    p = subparsers.add_parser("plot", help="plot runs' validation bits per byte, overlaid, with baselines")
+    p.add_argument("run_dirs", metavar="RUN", nargs="+", help="run folders written by `llmc train`")
+    p.add_argument("--output", default=None, help="image path (default: RUN/loss.png for one run, runs.png for several)")
     p.set_defaults(run=cmd_plot)
 
 

@@ -34,6 +34,7 @@ class TrainConfig:
     # optimizer: AdamW with linear warmup then cosine decay to min_lr_frac * lr
     max_steps: int = 400  # with time_budget: at most this many
     time_budget: float = 0.0  # seconds of wall time for the whole run, the LR decay fitted to it; 0 = none
+    budget_clock: str = "wall"  # or "cpu": the budget counts this process's CPU seconds (fair on a shared machine)
     lr: float = 3e-3
     min_lr_frac: float = 0.1
     warmup_steps: int = 20
@@ -73,6 +74,7 @@ class TrainConfig:
             if getattr(self, name) == 0:
                 raise ValueError(f"{flag(name)} must be positive, got 0")
         choices = {"dtype": ("auto", "float32", "bfloat16"), "compile": ("auto", "on", "off"),
+                   "budget_clock": ("wall", "cpu"),
                    "attention": ("sdpa", "manual")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -246,6 +246,7 @@ class Run:
     lengths: np.ndarray | None = None  # UTF-8 bytes of each token id, for bits per byte
     val_batches: int = 0  # validation batches per process
     val_size: tuple = (0, 0)  # (tokens, bytes) of the validation targets, over all processes
+    val_pattern: str = ""
     baseline: float | None = None  # unigram entropy of the training tokens, nats (rank 0 only)
     baseline_bpb: float | None = None  # the same in bits per byte
     log: RunLog | None = None  # rank 0 only
@@ -255,7 +256,9 @@ class Run:
     last: dict = field(default_factory=dict)  # the latest log record
     stopped_by: str | None = None
     best_bpb: float = math.inf  # the best validation bits per byte so far (checkpoint.best.pt)
-    wall_start: float = field(default_factory=time.perf_counter)  # when this part of the run started
+    # the clock of the time budget: wall time, or (budget_clock="cpu") this process's CPU time
+    clock: Callable = time.perf_counter
+    wall_start: float = 0.0  # when this part of the run started, on that clock
     wall_before: float = 0.0  # seconds spent by the parts before a resume
     planned: int = 0  # the step the run will end on: config.max_steps, or what fits the time budget
     loop_start: float = 0.0  # when this part's first step began, and its steps since, for the time left
@@ -266,7 +269,7 @@ class Run:
 
     def wall_s(self):
         """Wall time of the whole run so far, every resumed part included."""
-        return self.wall_before + time.perf_counter() - self.wall_start
+        return self.wall_before + self.clock() - self.wall_start
 
     def say(self, *args, **kwargs):
         if self.runtime.master:
@@ -314,6 +317,7 @@ def setup(config, out_dir, runtime, resume, data_dir, parts):
               autocast, grad_accum,
               flops_token=parts.flops_per_token(raw_model.num_parameters(), mc.n_layer, mc.n_embd, T),
               peak=peak_flops(device, resolve_dtype(config, device), config.peak_tflops))
+    run.val_pattern = val_pattern
     if state:
         restore(run, state)
     measure_val(run)
@@ -462,7 +466,7 @@ def plan_steps(run):
     left = config.time_budget - run.wall_s() - run.reserve_s
     if run.loop_steps == 0:
         return config.max_steps if left > 0 else run.step + 1
-    per_step = (time.perf_counter() - run.loop_start) / run.loop_steps
+    per_step = (run.clock() - run.loop_start) / run.loop_steps
     planned = min(config.max_steps, run.step + max(1, int(left // per_step)))
     if run.runtime.ddp:  # clocks differ between processes: all stop with the earliest
         planned_t = torch.tensor([planned], device=run.runtime.device)
@@ -520,9 +524,9 @@ def write_sample(run):
 
 def first_evaluation(run):
     """The validation loss of the untrained model, logged as step 0."""
-    t0 = time.perf_counter()
+    t0 = run.clock()
     first, bpb = evaluate_val(run)
-    run.reserve_s = time.perf_counter() - t0
+    run.reserve_s = run.clock() - t0
     if run.runtime.master:
         run.log.write({"step": 0, "val_loss": first, "val_bpb": bpb})
         run.say(f"step 0: val loss {first:.4f} = {bpb:.3f} bits per byte (a uniform guess over "
@@ -537,7 +541,7 @@ def evaluate_and_log(run, record, bar):
     """Add the evaluations due at this step to `record`, log it, sample, and move the progress bar."""
     config, done = run.config, run.step
     final = done == run.planned
-    t0 = time.perf_counter()
+    t0 = run.clock()
     if due(config.val_every, done, final):
         record["val_loss"], record["val_bpb"] = evaluate_val(run)
     if run.hellaswag is not None and due(config.hellaswag_every, done, final):
@@ -552,7 +556,7 @@ def evaluate_and_log(run, record, bar):
                     f"{record['val_bpb']:.3f} bits per byte")
         show_progress(run, record, bar)
     if "val_loss" in record:
-        run.reserve_s = time.perf_counter() - t0
+        run.reserve_s = run.clock() - t0
 
 
 def smooth(average, value, weight=0.9):
@@ -579,7 +583,7 @@ def time_left(run):
     if run.config.time_budget:
         seconds = run.config.time_budget - run.wall_s()
     else:
-        per_step = (time.perf_counter() - run.loop_start) / max(run.loop_steps, 1)
+        per_step = (run.clock() - run.loop_start) / max(run.loop_steps, 1)
         seconds = (run.planned - run.step) * per_step
     seconds = max(0, int(seconds))
     return f"{seconds // 60}:{seconds % 60:02d}"
@@ -613,9 +617,9 @@ def keep_best(run, record):
     """Write checkpoint.best.pt when this step's validation bits per byte is the best so far."""
     if record.get("val_bpb", math.inf) < run.best_bpb:
         run.best_bpb = record["val_bpb"]
-        t0 = time.perf_counter()
+        t0 = run.clock()
         write_checkpoint(run, BEST_NAME)
-        run.reserve_s += time.perf_counter() - t0  # the final step may write it too
+        run.reserve_s += run.clock() - t0  # the final step may write it too
 
 
 def stop_requested(run, signals, stop_at):
@@ -638,12 +642,13 @@ def stop_requested(run, signals, stop_at):
 def finish(run):
     """Write summary.json, say where the run's files are; returns the summary."""
     last = run.last or {"step": run.step}
-    this_part = time.perf_counter() - run.wall_start
+    this_part = run.clock() - run.wall_start
     summary = {"step": last["step"], "loss": last.get("loss"), "val_loss": last.get("val_loss"),
                "val_bpb": last.get("val_bpb"), "best_val_bpb": None if math.isinf(run.best_bpb) else run.best_bpb,
                "unigram_entropy": run.baseline, "unigram_bpb": run.baseline_bpb,
                "wall_s": run.wall_before + this_part, "wall_s_this_part": this_part,
-               "stopped_by": run.stopped_by, "out_dir": str(run.out_dir)}
+               "budget_clock": run.config.budget_clock, "stopped_by": run.stopped_by,
+               "val_tokens": run.val_size[0], "val_bytes": run.val_size[1], "val_data": run.val_pattern, "out_dir": str(run.out_dir)}
     if not run.runtime.master:
         return summary
     atomic_write_json(run.out_dir / "summary.json", summary)
@@ -684,12 +689,13 @@ def train(config: TrainConfig, out_dir, *, resume=False, data_dir=None, stop_at=
     parts = TrainerParts() if parts is None else parts
     if not isinstance(parts, TrainerParts):
         raise TypeError(f"parts must be a TrainerParts (llmc_core.train.parts), got {type(parts).__name__}")
-    started = time.perf_counter()
+    clock = time.process_time if config.budget_clock == "cpu" else time.perf_counter
+    started = clock()
     runtime = Runtime(config)
     lock = claim_run_dir(Path(out_dir)) if runtime.master else None
     try:
         run = setup(config, Path(out_dir), runtime, resume, data_dir, parts)
-        run.wall_start = started  # the time budget counts the setup too
+        run.clock, run.wall_start = clock, started  # the time budget counts the setup too
         run_loop(run, stop_at, progress)
         return finish(run)
     finally:
@@ -713,14 +719,14 @@ def claim_run_dir(out_dir):
 def run_loop(run, stop_at, progress):
     """Steps 2-4 until config.max_steps, a signal or stop_at."""
     config = run.config
-    if run.step == 0 and config.val_every:
+    if run.step == 0 and config.val_every and not config.time_budget:  # a budget keeps its time for training
         first_evaluation(run)
     run.planned = plan_steps(run)
     # tqdm's own time left follows the latest rate and jumps; the postfix shows a steadier one
     bar = tqdm(total=run.planned, initial=run.step, unit="step", dynamic_ncols=True,
                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
                disable=not (run.runtime.master and progress))
-    run.loop_start, run.loop_steps = time.perf_counter(), 0
+    run.loop_start, run.loop_steps = run.clock(), 0
     with StopSignals() as signals, bar:
         while run.step < run.planned:
             record = train_step(run)
