@@ -15,7 +15,8 @@ from llmc_core.train.shards import write_shard
 from llmc_core.train.trainer import read_log
 
 REPO = str(Path(llmc_core.__file__).resolve().parents[1])  # so that a child in another cwd imports this checkout
-TINY_FLAGS = ["--n-layer", "2", "--n-head", "2", "--n-embd", "32", "--seq-len", "16", "--vocab-size", "256",
+TINY_FLAGS = ["--tokenizer", "gpt2", "--n-layer", "2", "--n-head", "2", "--n-embd", "32", "--seq-len", "16",
+              "--vocab-size", "256",
               "--lr", "1e-2", "--warmup-steps", "2", "--sample-every", "0", "--checkpoint-every", "0",
               "--val-batches", "2", "--no-progress"]
 
