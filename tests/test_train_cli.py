@@ -99,7 +99,14 @@ def test_default_command_prepares_shakespeare_and_writes_a_run_folder(tmp_path):
     (run,) = (tmp_path / "runs").iterdir()  # runs/<timestamp>
     assert load_checkpoint(run)["step"] == 1
     assert [r["step"] for r in read_log(run)] == [0, 1]
-    assert (tmp_path / "data" / "tinyshakespeare" / "tiny_shakespeare_train.bin").is_file()
+    # the default preset's tokenizer has its own shard folder
+    from llmc_core.train.config import preset
+    from llmc_core.train.prepare import dataset_dir
+    folder = dataset_dir("tinyshakespeare", tmp_path / "data", preset("shakespeare-cpu").tokenizer)
+    assert folder.name.startswith("tinyshakespeare-shakespeare-4096-")
+    assert (folder / "tiny_shakespeare_train.bin").is_file()
+    from llmc_core.tokenizer import tokenizer_from_dict
+    assert tokenizer_from_dict(load_checkpoint(run)["tokenizer"]).n_vocab == 4096  # sample decodes with it
 
 
 @pytest.mark.parametrize("flags, message", [
