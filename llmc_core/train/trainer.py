@@ -263,7 +263,8 @@ class Run:
     planned: int = 0  # the step the run will end on: config.max_steps, or what fits the time budget
     loop_start: float = 0.0  # when this part's first step began, and its steps since, for the time left
     loop_steps: int = 0
-    reserve_s: float = 0.0  # what the last evaluation and checkpoint took: kept free at the end of a budget
+    reserve_s: float = 0.0  # what the last evaluation took, and the last checkpoint: kept free at the end
+    checkpoint_s: float = 0.0  # of a time budget for the final ones
     loss_ema: float | None = None  # smoothed train loss and tokens/s for the progress bar
     tps_ema: float | None = None
 
@@ -463,7 +464,7 @@ def plan_steps(run):
     config = run.config
     if not config.time_budget:
         return config.max_steps
-    left = config.time_budget - run.wall_s() - run.reserve_s
+    left = config.time_budget - run.wall_s() - run.reserve_s - run.checkpoint_s
     if run.loop_steps == 0:
         return config.max_steps if left > 0 else run.step + 1
     per_step = (run.clock() - run.loop_start) / run.loop_steps
@@ -719,7 +720,7 @@ def claim_run_dir(out_dir):
 def run_loop(run, stop_at, progress):
     """Steps 2-4 until config.max_steps, a signal or stop_at."""
     config = run.config
-    if run.step == 0 and config.val_every and not config.time_budget:  # a budget keeps its time for training
+    if run.step == 0 and config.val_every:  # under a time budget it also measures what an evaluation costs
         first_evaluation(run)
     run.planned = plan_steps(run)
     # tqdm's own time left follows the latest rate and jumps; the postfix shows a steadier one
@@ -736,7 +737,9 @@ def run_loop(run, stop_at, progress):
             stop = stop_requested(run, signals, stop_at)
             final = run.step == run.planned
             if stop or final or due(config.checkpoint_every, run.step, False):
+                t0 = run.clock()
                 write_checkpoint(run)
+                run.checkpoint_s = run.clock() - t0
             if stop or final:
                 break
             run.planned = plan_steps(run)  # the next step is the last when it is the last that fits
