@@ -453,7 +453,10 @@ def learning_rate(run):
     if step + 1 >= run.planned:  # the last step that fits gets the final LR, even within the warmup
         last = max(step, c.warmup_steps)
         return run.parts.lr_at(last, c.lr, c.warmup_steps, last, c.min_lr_frac)
-    return run.parts.lr_at(step, c.lr, c.warmup_steps, max(run.planned - 1, c.warmup_steps), c.min_lr_frac)
+    lr = run.parts.lr_at(step, c.lr, c.warmup_steps, max(run.planned - 1, c.warmup_steps), c.min_lr_frac)
+    if step > c.warmup_steps and run.last.get("lr") is not None:
+        lr = min(lr, run.last["lr"])  # steps that speed up lengthen the plan; the decay still never turns back up
+    return lr
 
 
 def plan_steps(run):
