@@ -266,6 +266,7 @@ class Run:
     reserve_s: float = 0.0  # what the last evaluation took, and the last checkpoint: kept free at the end
     checkpoint_s: float = 0.0  # of a time budget for the final ones
     loss_ema: float | None = None  # smoothed train loss and tokens/s for the progress bar
+    val_bpb: float = math.nan  # the latest validation bits per byte, for the progress bar
     tps_ema: float | None = None
 
     def wall_s(self):
@@ -533,6 +534,7 @@ def first_evaluation(run):
     run.reserve_s = run.clock() - t0
     if run.runtime.master:
         run.log.write({"step": 0, "val_loss": first, "val_bpb": bpb})
+        run.val_bpb = bpb
         run.say(f"step 0: val loss {first:.4f} = {bpb:.3f} bits per byte (a uniform guess over "
                 f"{run.config.vocab_size} tokens would score {math.log(run.config.vocab_size):.4f})")
 
@@ -572,9 +574,9 @@ def show_progress(run, record, bar):
     run.loss_ema = smooth(run.loss_ema, record["loss"])
     run.tps_ema = smooth(run.tps_ema, record["tokens_per_s"])
     if "val_bpb" in record:
-        bar.bpb = record["val_bpb"]
+        run.val_bpb = record["val_bpb"]
     mfu = record["mfu"]
-    postfix = {"val_bpb": f"{getattr(bar, 'bpb', float('nan')):.3f}", "loss": f"{run.loss_ema:.3f}",
+    postfix = {"val_bpb": f"{run.val_bpb:.3f}", "loss": f"{run.loss_ema:.3f}",
                "tok/s": f"{run.tps_ema:,.0f}", "mfu": "n/a" if mfu is None else f"{100 * mfu:.1f}%",
                "left": time_left(run)}
     bar.total = run.planned
