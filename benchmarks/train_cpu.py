@@ -2,8 +2,7 @@
 
     python benchmarks/train_cpu.py [--steps 10] [--rounds 3]
 
-CPU section: the shakespeare-cpu preset (GPT-2 L=4 NH=4 C=64, B=8, T=128, 1,024 tokens per
-step) trained by llmc_core.train.trainer.train, and by a plain loop written below the way
+CPU section: the shakespeare-cpu preset (its model, batch and 4,096-token tokenizer) trained by llmc_core.train.trainer.train, and by a plain loop written below the way
 nanoGPT's train.py does it on a CPU: random windows from a memmap, forward, backward, grad
 clip, AdamW (foreach, as nanoGPT uses off CUDA). Both use the same GPT2 module (sdpa
 attention, the preset's vocabulary padding) and the same tiny Shakespeare tokens. Rounds alternate the two, so
@@ -89,16 +88,17 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        val_path, train_path = prepare("tinyshakespeare", work / "data")
-        tokens = load_shard(train_path)
-        config = preset("shakespeare-cpu").replace(train_data=str(train_path), val_data=str(val_path), device="cpu")
-        compare("cpu", config, tokens, args.steps, args.rounds, work, torch.device("cpu"))
+        cpu = preset("shakespeare-cpu")
+        val_path, train_path = prepare("tinyshakespeare", work / "data", progress=False, tokenizer=cpu.tokenizer)
+        config = cpu.replace(train_data=str(train_path), val_data=str(val_path), device="cpu", time_budget=0.0)
+        compare("cpu", config, load_shard(train_path), args.steps, args.rounds, work, torch.device("cpu"))
         if not torch.cuda.is_available():
             print("gpu: skipped (no GPU: torch.cuda.is_available() is False)")
             return
+        val_path, train_path = prepare("tinyshakespeare", work / "data", progress=False)  # GPT-2's tokens
         gpu = preset("gpt2-124m").replace(batch_size=16, total_batch_tokens=16 * 1024, train_data=str(train_path),
-                                          val_data=config.val_data, device="cuda")
-        compare("gpu", gpu, tokens, args.steps, args.rounds, work, torch.device("cuda"))
+                                          val_data=str(val_path), device="cuda")
+        compare("gpu", gpu, load_shard(train_path), args.steps, args.rounds, work, torch.device("cuda"))
 
 
 if __name__ == "__main__":

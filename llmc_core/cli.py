@@ -25,7 +25,7 @@ LAZY_COMMANDS = {
         "data": "prepare datasets as llm.c token shards",
         "sample": "sample text from a trained checkpoint",
         "export": "write a trained checkpoint as an llm.c model file (gpt2_124M.bin format)",
-        "plot": "plot a run's training and validation loss curves",
+        "plot": "plot runs' validation bits per byte, overlaid, with baselines",
     },
 }
 

@@ -136,7 +136,6 @@ def test_data_prepare_offline(tmp_path, dataset):
     assert_one_clear_line(code, err, dataset, "--source")
 
 
-@pytest.mark.xfail(strict=True, reason="llmc train: --device cuda without a GPU should name the flag and the fix")
 @pytest.mark.skipif(gpu_present(), reason="this machine has a GPU")
 @pytest.mark.parametrize("device", ["cuda", "cuda:0"])
 def test_train_on_cuda_without_a_gpu(tmp_path, device):
@@ -145,14 +144,12 @@ def test_train_on_cuda_without_a_gpu(tmp_path, device):
     assert_one_clear_line(code, err, "--device", "GPU")
 
 
-@pytest.mark.xfail(strict=True, reason="llmc train: --max-steps 0 should name the flag, not the config field")
 def test_train_max_steps_zero(tmp_path):
     code, _, err = llmc("train", "--max-steps", "0", "--out", tmp_path / "run", "--data-dir", tmp_path / "data")
     assert_one_clear_line(code, err, "--max-steps")
     assert "TrainConfig" not in err and "max_steps" not in err
 
 
-@pytest.mark.xfail(strict=True, reason="llmc data prepare: --source for a corpus that ships with llmc is ignored")
 def test_a_flag_that_would_be_ignored(tmp_path):
     code, _, err = llmc("data", "prepare", "tinyshakespeare", "--source", tmp_path, "--data-dir", tmp_path / "data")
     assert_one_clear_line(code, err, "--source")

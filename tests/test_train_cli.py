@@ -15,7 +15,8 @@ from llmc_core.train.shards import write_shard
 from llmc_core.train.trainer import read_log
 
 REPO = str(Path(llmc_core.__file__).resolve().parents[1])  # so that a child in another cwd imports this checkout
-TINY_FLAGS = ["--n-layer", "2", "--n-head", "2", "--n-embd", "32", "--seq-len", "16", "--vocab-size", "256",
+TINY_FLAGS = ["--tokenizer", "gpt2", "--n-layer", "2", "--n-head", "2", "--n-embd", "32", "--seq-len", "16",
+              "--vocab-size", "256",
               "--lr", "1e-2", "--warmup-steps", "2", "--sample-every", "0", "--checkpoint-every", "0",
               "--val-batches", "2", "--no-progress"]
 
@@ -98,4 +99,38 @@ def test_default_command_prepares_shakespeare_and_writes_a_run_folder(tmp_path):
     (run,) = (tmp_path / "runs").iterdir()  # runs/<timestamp>
     assert load_checkpoint(run)["step"] == 1
     assert [r["step"] for r in read_log(run)] == [0, 1]
-    assert (tmp_path / "data" / "tinyshakespeare" / "tiny_shakespeare_train.bin").is_file()
+    # the default preset's tokenizer has its own shard folder
+    from llmc_core.train.config import preset
+    from llmc_core.train.prepare import dataset_dir
+    folder = dataset_dir("tinyshakespeare", tmp_path / "data", preset("shakespeare-cpu").tokenizer)
+    assert folder.name.startswith("tinyshakespeare-shakespeare-4096-")
+    assert (folder / "tiny_shakespeare_train.bin").is_file()
+    from llmc_core.tokenizer import tokenizer_from_dict
+    assert tokenizer_from_dict(load_checkpoint(run)["tokenizer"]).n_vocab == 4096  # sample decodes with it
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--device", "cuda"], "--device cuda: this PyTorch sees no CUDA GPU; use --device cpu"),
+    (["--device", "cuda:0"], "--device cuda:0: this PyTorch sees no CUDA GPU; use --device cpu"),
+    (["--max-steps", "0"], "--max-steps must be positive, got 0"),
+    (["--hellaswag-path", "x.jsonl"], "--hellaswag-path has no effect without --hellaswag-every N"),
+], ids=["cuda", "cuda0", "max-steps-0", "ignored-flag"])
+def test_train_mistakes_end_in_one_line(data, tmp_path, capsys, flags, message):
+    import torch
+    from llmc_core.train.cli import main
+    if flags[0] == "--device" and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    rc = main(["train", "--out", str(tmp_path / "run"), *TINY_FLAGS, *data, *flags])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_resume_refuses_a_flag_it_would_ignore(data, tmp_path, capsys):
+    from llmc_core.train.cli import main
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--max-steps", "1", "--val-every", "0", "--batch-size", "4",
+                 "--total-batch-tokens", "64", *TINY_FLAGS, *data]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--max-steps", "2", "--n-layer", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--n-layer: a resumed run keeps the model and tokenizer of its checkpoint" in err

@@ -120,3 +120,31 @@ def test_config_json_is_written(data, tmp_path):
     train(tiny(data, max_steps=1, val_every=0), tmp_path / "cfg", progress=False)
     saved = json.loads((tmp_path / "cfg" / "config.json").read_text())
     assert TrainConfig.from_dict(saved) == tiny(data, max_steps=1, val_every=0)
+
+
+def test_train_step_alone_is_the_loops_first_step(data, tmp_path):
+    from llmc_core.train.parts import TrainerParts
+    from llmc_core.train.trainer import Runtime, setup, train_step
+    config = tiny(data, max_steps=2, val_every=0)
+    train(config, tmp_path / "loop", progress=False)
+    run = setup(config, tmp_path / "alone", Runtime(config), False, None, TrainerParts())
+    before = run.raw_model.wte.weight.detach().clone()
+    record = train_step(run)
+    assert run.step == 1 and record["step"] == 1
+    assert record["loss"] == losses(tmp_path / "loop")[1]  # same seed, same batch: bit-identical on the CPU
+    assert record["lr"] == lr_at(0, config.lr, config.warmup_steps, config.max_steps, config.min_lr_frac)
+    assert not torch.equal(before, run.raw_model.wte.weight)  # AdamW moved the weights
+
+
+def test_a_time_budgeted_run_stops_on_time_and_ends_its_lr_decay(data, tmp_path):
+    budget = 6.0
+    config = tiny(data, max_steps=100_000, time_budget=budget, warmup_steps=2, val_every=25)
+    summary = train(config, tmp_path / "budget", progress=False)
+    steps = [r for r in read_log(tmp_path / "budget") if "loss" in r]
+    assert len(steps) >= 1 and summary["step"] == steps[-1]["step"]
+    # on time: the run keeps what its last evaluation and checkpoint took free for the final ones
+    # (wide slack: the setup and the steps share a loaded machine)
+    assert budget * 0.6 < summary["wall_s"] < budget * 1.5
+    assert steps[-1]["lr"] == pytest.approx(config.lr * config.min_lr_frac, rel=1e-12)  # the decay's end
+    assert all(b["lr"] <= a["lr"] for a, b in zip(steps[2:], steps[3:]))  # after warmup the LR only falls
+    assert "val_loss" in steps[-1]  # the last step is evaluated, as a final step

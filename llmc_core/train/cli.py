@@ -10,7 +10,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from llmc_core.train.config import PRESETS, TrainConfig, preset
+from llmc_core.train.config import PRESETS, TrainConfig, flag, preset
 
 # help for every TrainConfig field; each becomes a flag --field-name
 FIELD_HELP = {
@@ -19,6 +19,7 @@ FIELD_HELP = {
     "n_embd": "channels C",
     "seq_len": "context length T of each training sequence (also the model's block size)",
     "vocab_size": "vocabulary size V (GPT-2: 50257)",
+    "tokenizer": "the tokenizer that made the shards: 'gpt2' or a tokenizer file (for bits per byte and samples)",
     "init_from": "'scratch', a GPT-2 size to fine-tune (gpt2, gpt2-medium, ...: downloaded once), "
                  "or a .bin (llm.c) / .safetensors weights file",
     "data": "dataset name, as `llmc data prepare` writes it (tinyshakespeare, tinystories, fineweb-edu)",
@@ -26,7 +27,11 @@ FIELD_HELP = {
     "val_data": "glob of validation shards (overrides --data)",
     "batch_size": "micro-batch size B per process",
     "total_batch_tokens": "tokens per optimizer step; gradient accumulation makes up the difference",
-    "max_steps": "optimizer steps; the LR schedule ends here",
+    "max_steps": "optimizer steps; the LR schedule ends here (given alone, it replaces the preset's time budget)",
+    "time_budget": "wall time for the whole run, e.g. 5m, 300s, 1h; the LR decay is fitted to the steps that fit (0: none)",
+    "budget_clock": "'wall' (default) or 'cpu': the time budget counts this process's CPU seconds, so that runs "
+                    "on a shared machine compare as if each had its cores alone (use with --threads 1)",
+    "threads": "CPU threads for PyTorch (0: PyTorch's default, one per core)",
     "lr": "peak learning rate",
     "min_lr_frac": "final learning rate as a fraction of --lr",
     "warmup_steps": "linear LR warmup steps",
@@ -36,7 +41,7 @@ FIELD_HELP = {
     "eps": "AdamW epsilon",
     "grad_clip": "clip the global gradient norm to this (0: no clipping)",
     "val_every": "evaluate validation loss every N steps (0: never)",
-    "val_batches": "validation batches per evaluation, over all processes",
+    "val_batches": "validation batches per evaluation, over all processes (0: the whole validation split)",
     "sample_every": "print a sample every N steps (0: never)",
     "sample_tokens": "tokens per sample",
     "checkpoint_every": "write checkpoint.pt every N steps (0: only at the end)",
@@ -56,8 +61,18 @@ FIELD_HELP = {
 }
 
 
-def flag(name):
-    return "--" + name.replace("_", "-")
+def parse_duration(text):
+    """Seconds from '300', '300s', '5m', '1.5h'."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    text = text.strip().lower()
+    scale = units.get(text[-1:], None)
+    try:
+        value = float(text[:-1] if scale else text) * (scale or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; write e.g. 300, 90s, 5m or 1h") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a duration cannot be negative, got {text!r}")
+    return value
 
 
 def add_config_flags(parser):
@@ -68,19 +83,39 @@ def add_config_flags(parser):
             group.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None,
                                help=FIELD_HELP[f.name])
         else:
-            group.add_argument(flag(f.name), type=f.type if callable(f.type) else str, default=None,
+            kind = parse_duration if f.name == "time_budget" else {"int": int, "float": float}.get(f.type, f.type)
+            group.add_argument(flag(f.name), type=kind if callable(kind) else str, default=None,
                                metavar=f.name.upper(), help=FIELD_HELP[f.name])
 
 
-def config_from_args(args, base):
+# fields that fix the model's shape: a resumed run takes them from its checkpoint
+SHAPE_FIELDS = ("n_layer", "n_head", "n_embd", "seq_len", "vocab_size", "init_from", "tokenizer")
+
+
+def config_from_args(args, base, resuming=False):
+    """The base config (a preset, or a checkpoint's when resuming) with the flags given changed.
+
+    A flag that would be silently ignored is an error instead.
+    """
     changes = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
     if args.no_compile:
         changes["compile"] = "off"
-    return base.replace(**changes)
+    if "max_steps" in changes and "time_budget" not in changes:
+        changes["time_budget"] = 0.0  # an explicit step count replaces the preset's time budget
+    if resuming:
+        fixed = [name for name in SHAPE_FIELDS if name in changes and changes[name] != getattr(base, name)]
+        if fixed:
+            raise ValueError(f"{', '.join(flag(n) for n in fixed)}: a resumed run keeps the model and tokenizer of "
+                             f"its checkpoint; drop the flag, or start a new run with another --out")
+    config = base.replace(**changes)
+    unused = [n for n in ("hellaswag_path", "hellaswag_examples") if n in changes and not config.hellaswag_every]
+    if unused:
+        raise ValueError(f"{', '.join(flag(n) for n in unused)} has no effect without --hellaswag-every N")
+    return config
 
 
 def cmd_train(args):
-    from llmc_core.train.checkpoint import load_checkpoint
+    from llmc_core.train.checkpoint import load_latest_good
     from llmc_core.train.trainer import TrainingDiverged, train
     out = args.out
     if isinstance(args.resume, str):
@@ -93,10 +128,10 @@ def cmd_train(args):
         out = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     if args.resume:
         # the checkpoint's config, with only the flags given now changed (e.g. a longer --max-steps)
-        base = TrainConfig.from_dict(load_checkpoint(out)["config"])
+        base = TrainConfig.from_dict(load_latest_good(out, say=lambda *a: None)["config"])
     else:
         base = preset(args.preset)
-    config = config_from_args(args, base)
+    config = config_from_args(args, base, resuming=bool(args.resume))
     try:
         summary = train(config, out, resume=bool(args.resume), data_dir=args.data_dir,
                         stop_at=args.stop_at, progress=not args.no_progress)
@@ -113,6 +148,9 @@ def cmd_train(args):
 
 def cmd_data_prepare(args):
     from llmc_core.train.prepare import prepare
+    if args.name == "tinyshakespeare" and args.source is not None:
+        raise ValueError("--source reads a downloaded corpus from a folder; tinyshakespeare ships with llmc, "
+                         "so leave --source out")
     paths = prepare(args.name, args.data_dir, args.workers, args.shard_tokens, args.source, progress=True,
                     tokenizer=args.tokenizer)
     for path in paths:
@@ -120,23 +158,33 @@ def cmd_data_prepare(args):
     return 0
 
 
-def load_trained_model(run, device="cpu"):
-    """The GPT2 saved in a run folder's checkpoint (or a checkpoint file), in eval mode."""
+def load_trained_model(run, device="cpu", with_tokenizer=False):
+    """The GPT2 saved in a run folder's checkpoint (or a checkpoint file), in eval mode.
+
+    with_tokenizer: return (model, the tiktoken Encoding the checkpoint carries; GPT-2's for older ones).
+    """
+    from llmc_core.tokenizer import load_tokenizer, tokenizer_from_dict
     from llmc_core.train.checkpoint import load_checkpoint
     from llmc_core.train.trainer import build_model
     state = load_checkpoint(run)
     config = TrainConfig.from_dict(state["config"])
-    model = build_model(config, device, state["model_config"])
+    model = build_model(config, device, state["model_config"]).eval()
     model.load_state_dict(state["model"])
-    return model.eval()
+    if not with_tokenizer:
+        return model
+    enc = tokenizer_from_dict(state["tokenizer"], run) if "tokenizer" in state else load_tokenizer("gpt2")
+    return model, enc
 
 
 def cmd_sample(args):
-    from llmc_core.train.sample import sample_text
-    model = load_trained_model(args.run_dir, args.device)
+    from llmc_core.train.sample import generate
+    model, enc = load_trained_model(args.run_dir, args.device, with_tokenizer=True)
+    start = enc.eot_token if enc.eot_token < model.config.vocab_size else 0  # a new document, as in training
+    prompt = enc.encode_ordinary(args.prompt)
     for i in range(args.num_samples):
-        text = sample_text(model, args.prompt, args.tokens, args.temperature, args.top_k, args.seed + i, args.device)
-        print(f"--- sample {i + 1} ---\n{text}")  # the text starts with the prompt
+        tokens = generate(model, [start] + prompt, args.tokens, args.temperature, args.top_k, args.seed + i,
+                          args.device)
+        print(f"--- sample {i + 1} ---\n{enc.decode(tokens[1:])}")  # the text starts with the prompt
     return 0
 
 
@@ -152,8 +200,8 @@ def cmd_export(args):
 
 
 def cmd_plot(args):
-    from llmc_core.train.plot import plot_run
-    path = plot_run(args.run_dir, args.output)
+    from llmc_core.train.plot import plot_runs
+    path = plot_runs(args.run_dirs, args.output)
     print(f"wrote {path}")
     return 0
 
@@ -206,9 +254,9 @@ def register(subparsers):
     p.add_argument("--debug-state", default=None, metavar="FILE", help="also write llm.c's debug state (one step's logits, loss, gradients) for test_gpt2.c")
     p.set_defaults(run=cmd_export)
 
-    p = subparsers.add_parser("plot", help="plot a run's training and validation loss curves")
-    p.add_argument("run_dir", metavar="RUN", help="a run folder written by `llmc train`")
-    p.add_argument("--output", default=None, help="image path (default: RUN/loss.png)")
+    p = subparsers.add_parser("plot", help="plot runs' validation bits per byte, overlaid, with baselines")
+    p.add_argument("run_dirs", metavar="RUN", nargs="+", help="run folders written by `llmc train`")
+    p.add_argument("--output", default=None, help="image path (default: RUN/loss.png for one run, runs.png for several)")
     p.set_defaults(run=cmd_plot)
 
 

@@ -5,8 +5,14 @@ overrides single fields (`llmc train --preset gpt2-124m --lr 3e-4`). The checkpo
 the config, so a resumed run continues with the same one.
 """
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 
 from llmc_core.gpt2 import GPT2Config
+
+
+def flag(name):
+    """The command-line flag of a config field: n_layer -> --n-layer."""
+    return "--" + name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -17,6 +23,7 @@ class TrainConfig:
     n_embd: int = 64
     seq_len: int = 128  # T, also the model's block_size
     vocab_size: int = 50257  # GPT-2 tokens
+    tokenizer: str = "gpt2"  # what made the shards: "gpt2" or a tokenizer file (`llmc tokenizer train`)
     init_from: str = "scratch"  # or a GPT-2 size ("gpt2", "gpt2-medium", ...) to fine-tune real weights
     # data: a name that `llmc data prepare` knows, or explicit shard patterns
     data: str = "tinyshakespeare"
@@ -26,7 +33,9 @@ class TrainConfig:
     batch_size: int = 8  # B per process and micro-step
     total_batch_tokens: int = 1024  # tokens per optimizer step, summed over micro-steps and processes
     # optimizer: AdamW with linear warmup then cosine decay to min_lr_frac * lr
-    max_steps: int = 400
+    max_steps: int = 400  # with time_budget: at most this many
+    time_budget: float = 0.0  # seconds of wall time for the whole run, the LR decay fitted to it; 0 = none
+    budget_clock: str = "wall"  # or "cpu": the budget counts this process's CPU seconds (fair on a shared machine)
     lr: float = 3e-3
     min_lr_frac: float = 0.1
     warmup_steps: int = 20
@@ -37,7 +46,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # clip the global gradient norm to this (0 = no clipping)
     # evaluation, samples and checkpoints, every so many steps (0 = never)
     val_every: int = 50
-    val_batches: int = 8  # summed over processes
+    val_batches: int = 0  # summed over processes; 0 = the whole validation split
     sample_every: int = 100
     sample_tokens: int = 48
     checkpoint_every: int = 100
@@ -46,6 +55,7 @@ class TrainConfig:
     hellaswag_examples: int = 0  # evaluate only the first N examples (0 = all)
     # system
     device: str = "auto"  # auto = cuda when available, else cpu
+    threads: int = 0  # CPU threads for PyTorch; 0 = PyTorch's default (the cores it sees)
     dtype: str = "auto"  # auto = bfloat16 autocast on cuda, float32 on cpu; or "float32" / "bfloat16"
     compile: str = "auto"  # auto = torch.compile on cuda, not on cpu; or "on" / "off"
     attention: str = "sdpa"  # "sdpa" (fused) or "manual"
@@ -60,17 +70,20 @@ class TrainConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.type in ("int", int) and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-                raise ValueError(f"TrainConfig.{f.name} must be an int >= 0, got {value!r}")
+                raise ValueError(f"{flag(f.name)} must be an int >= 0, got {value!r}")
         for name in ("n_layer", "n_head", "n_embd", "seq_len", "batch_size", "total_batch_tokens", "max_steps"):
             if getattr(self, name) == 0:
-                raise ValueError(f"TrainConfig.{name} must be positive, got 0")
+                raise ValueError(f"{flag(name)} must be positive, got 0")
         choices = {"dtype": ("auto", "float32", "bfloat16"), "compile": ("auto", "on", "off"),
+                   "budget_clock": ("wall", "cpu"),
                    "attention": ("sdpa", "manual")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"TrainConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+                raise ValueError(f"{flag(name)} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.lr <= 0:
-            raise ValueError(f"TrainConfig.lr must be positive, got {self.lr}")
+            raise ValueError(f"--lr must be positive, got {self.lr}")
+        if self.time_budget < 0:
+            raise ValueError(f"--time-budget must be positive (or 0 for none), got {self.time_budget}")
 
     def model_config(self):
         return GPT2Config(block_size=self.seq_len, vocab_size=self.vocab_size,
@@ -88,11 +101,22 @@ class TrainConfig:
         return replace(self, **changes)
 
 
+# A 4,096-token BPE tokenizer trained by llmc_core.tokenizer.train_tokenizer on tiny Shakespeare's
+# training text (benchmarks/train_cpu_sweep.py writes it; llmc_core/data/README.md says how).
+SHAKESPEARE_TOKENIZER = str(Path(__file__).resolve().parent.parent / "data" / "shakespeare-4096.tiktoken")
+
 PRESETS = {
-    # A small GPT on tiny Shakespeare that trains on a 2-core laptop CPU in about 5 minutes.
-    # Unpadded vocabulary: on a CPU the padding buys no speed, and the loss's slice of the
-    # padded logits costs a copy of the (B*T, V) tensor (measured ~15% of a step).
-    "shakespeare-cpu": TrainConfig(padded_vocab=False),
+    # A small GPT on tiny Shakespeare for a 2-core laptop CPU: a 5-minute wall-clock budget, the LR
+    # decay fitted to the steps that fit in it. Chosen by the sweep in benchmarks/RESULTS.md: with
+    # GPT-2's 50,257 tokens a CPU step spends its time on the (B, T, V) logits (a third of it in the
+    # kernel, allocating them), while a 4,096-token tokenizer trained on the corpus keeps nearly
+    # GPT-2's bytes per token (3.6 vs 3.2) at a fraction of the cost. Unpadded vocabulary: on a CPU
+    # padding buys no speed and the loss's slice of the padded logits costs a copy.
+    "shakespeare-cpu": TrainConfig(
+        tokenizer=SHAKESPEARE_TOKENIZER, vocab_size=4096, n_layer=4, n_head=4, n_embd=128, seq_len=128,
+        batch_size=16, total_batch_tokens=2048, lr=2e-3, warmup_steps=20, max_steps=1_000_000,
+        time_budget=300.0, val_every=100, sample_every=1_000_000, sample_tokens=200, checkpoint_every=100,
+        padded_vocab=False),
     # GPT-2 (124M) with the GPT-3 recipe that llm.c's scripts/run_gpt2_124M.sh uses:
     # 2**19 = 524,288 tokens per step, peak LR 6e-4 after 700 warmup steps, cosine decay to 0,
     # weight decay 0.1, grad clip 1.0, 18,865 steps = ~10B tokens of FineWeb(-Edu).
