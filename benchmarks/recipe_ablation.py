@@ -1,9 +1,10 @@
 """The modern recipe against GPT-2's, and the modern recipe without each of its ideas, at equal compute.
 
-Every run trains the same small GPT (2 layers, 4 heads, 64 channels, 64 tokens of context, 512
-tokens per step) for the same number of optimizer steps on the same tokens of tiny Shakespeare,
-tokenized with a 512-id BPE trained on its training split (so that the vocabulary matmul does not
-swamp a CPU step), and scores the first 16,384 validation tokens in bits per byte. Each recipe runs with every seed; the table
+Every run trains the same small GPT (by default 2 layers, 4 heads, 32 channels, 32 tokens of
+context, 256 tokens per step) for the same number of optimizer steps on the same tokens of tiny
+Shakespeare, tokenized with a 512-id BPE trained on its training split (so that the vocabulary
+matmul does not swamp a CPU step), and scores the first 16 batches of the validation split
+(4,096 tokens at the default size) in bits per byte. Each recipe runs with every seed; the table
 gives the mean, the standard deviation over seeds, the ratio to the GPT-2 recipe, and the
 two-sided p-value of Welch's t-test against GPT-2's recipe (for "modern") or against the full
 modern recipe (for each "- idea" row). The budget is in steps, the same for every recipe; with
@@ -75,12 +76,13 @@ def prepare_data(data_dir):
     return path
 
 
-def base_config(tokenizer, steps, seed, data_dir):
+def base_config(tokenizer, steps, seed, data_dir, n_layer=2, n_embd=32, seq_len=32):
     from llmc_core.train.prepare import shard_patterns
     train_data, val_data = shard_patterns("tinyshakespeare", data_dir, tokenizer=str(tokenizer))
-    return TrainConfig(train_data=train_data, val_data=val_data, n_layer=2, n_head=4, n_embd=64, seq_len=64,
-                       vocab_size=VOCAB, tokenizer=str(tokenizer), batch_size=8, total_batch_tokens=512,
-                       max_steps=steps, warmup_steps=max(1, steps // 20), val_every=steps, val_batches=32,
+    return TrainConfig(train_data=train_data, val_data=val_data, n_layer=n_layer, n_head=4, n_embd=n_embd,
+                       seq_len=seq_len, vocab_size=VOCAB, tokenizer=str(tokenizer), batch_size=8,
+                       total_batch_tokens=8 * seq_len, max_steps=steps, warmup_steps=max(1, steps // 20),
+                       val_every=steps, val_batches=16,
                        sample_every=0, checkpoint_every=0, padded_vocab=False, seed=seed)
 
 
@@ -109,9 +111,10 @@ def run_one(config, out_dir, data_dir):
         return train(config, out_dir, data_dir=data_dir, progress=False)
 
 
-def calibrate(tokenizer, data_dir, out_dir, budget_s):
+def calibrate(tokenizer, data_dir, out_dir, budget_s, size):
     """The steps that the GPT-2 recipe runs in budget_s seconds here, from a 20-step run."""
-    summary = run_one(base_config(tokenizer, 20, 0, data_dir).replace(**RECIPES["gpt2"]), out_dir / "calibration", data_dir)
+    summary = run_one(base_config(tokenizer, 20, 0, data_dir, **size).replace(**RECIPES["gpt2"]),
+                      out_dir / "calibration", data_dir)
     return max(20, int(budget_s / (summary["wall_s"] / 20)))
 
 
@@ -135,6 +138,9 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=0, help="optimizer steps per run (overrides --budget)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per recipe, at least 2 for a t-test (default: %(default)s)")
     parser.add_argument("--only", default="", help="comma-separated recipe names to run (default: all)")
+    parser.add_argument("--n-layer", type=int, default=2, help="blocks (default: %(default)s)")
+    parser.add_argument("--n-embd", type=int, default=32, help="channels, a multiple of the 4 heads (default: %(default)s)")
+    parser.add_argument("--seq-len", type=int, default=32, help="context; a step is 8 sequences (default: %(default)s)")
     parser.add_argument("--report", action="store_true", help="train nothing; print the table of the finished runs")
     parser.add_argument("--out", default="runs/recipe_ablation", help="folder of the runs (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -143,17 +149,19 @@ def main(argv=None):
     out = Path(args.out)
     data_dir = out / "data"
     tokenizer = prepare_data(data_dir)
-    steps = args.steps or calibrate(tokenizer, data_dir, out, args.budget)
+    size = dict(n_layer=args.n_layer, n_embd=args.n_embd, seq_len=args.seq_len)
+    out = out / "L{n_layer}-C{n_embd}-T{seq_len}".format(**size)
+    steps = args.steps or calibrate(tokenizer, data_dir, out, args.budget, size)
     if args.report:
         chosen = {}
     else:
         chosen = variants() if not args.only else {k: v for k, v in variants().items() if k in args.only.split(",")}
-    print(f"{steps} steps of 512 tokens per run, {args.seeds} seeds, {len(chosen)} recipes; load average "
+    print(f"{steps} steps of {8 * args.seq_len} tokens per run, {args.seeds} seeds, {len(chosen)} recipes; load average "
           f"{Path('/proc/loadavg').read_text().split()[0] if Path('/proc/loadavg').exists() else 'n/a'}", flush=True)
     for seed in range(args.seeds):  # seeds outermost, so that a short run still covers every recipe
         for name, fields in chosen.items():
             t0 = time.perf_counter()
-            config = base_config(tokenizer, steps, 1000 + seed, data_dir).replace(**fields)
+            config = base_config(tokenizer, steps, 1000 + seed, data_dir, **size).replace(**fields)
             summary = run_one(config, run_dir(out, steps, name, seed), data_dir)
             print(f"{name:>14} seed {seed}: val bpb {summary['val_bpb']:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
     results = finished(out, steps, args.seeds)

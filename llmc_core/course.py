@@ -30,6 +30,7 @@ LESSONS = (
     Lesson("05_torch_explicit_backward", "torch_backward", "PyTorch layers with explicit backward passes"),
     Lesson("06_cuda_kernels", "cuda", "CUDA kernels for GPT-2"),
     Lesson("07_fast_trainer", "trainer", "A fast, scalable GPT-2 trainer"),
+    Lesson("09_beyond_gpt2", "modern", "Beyond GPT-2: the modern recipe"),
 )
 
 PACKAGE_DIR = Path(__file__).resolve().parent

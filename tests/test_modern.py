@@ -1,4 +1,5 @@
-"""The modern recipe's pieces against independent references, and GPT with every option off against GPT2.
+"""The modern recipe's pieces (the library's and lesson 09's solution) against independent references,
+and GPT with every option off against GPT2.
 
 References: torch.nn.functional.rms_norm; RoPE as complex multiplication by e^(i t theta);
 the SVD (Newton-Schulz keeps the singular vectors; the cubic iteration's fixed point is U V^T);
@@ -10,10 +11,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmc_core import modern
+from llmc_core import load_notebook, modern
+from llmc_core.course import solution_path
 from llmc_core.gpt2 import GPT2, GPT2Config
 
 CONFIG = GPT2Config(block_size=16, vocab_size=61, n_layer=2, n_head=2, n_embd=16)
+
+
+@pytest.fixture(scope="module", params=["library", "lesson"])
+def impl(request):
+    """The pieces of llmc_core.modern, or those lesson 09's solution defines."""
+    if request.param == "library":
+        return modern
+    notebook = load_notebook(solution_path("09_beyond_gpt2"))
+    assert notebook.cell_errors == []
+    return notebook
 
 
 def randn(*shape, seed=0, dtype=torch.float64):
@@ -23,10 +35,10 @@ def randn(*shape, seed=0, dtype=torch.float64):
 # ---------------------------------------------------------------- the pieces
 
 @pytest.mark.parametrize("shape", [(3, 8), (2, 5, 16)], ids=["2d", "3d"])
-def test_rms_norm_matches_torch(shape):
+def test_rms_norm_matches_torch(impl, shape):
     x, w = randn(*shape, seed=1), randn(shape[-1], seed=2)
-    torch.testing.assert_close(modern.rms_norm(x, w), F.rms_norm(x, (shape[-1],), w, eps=1e-6), rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(modern.rms_norm(x), F.rms_norm(x, (shape[-1],), eps=1e-6), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(impl.rms_norm(x, w), F.rms_norm(x, (shape[-1],), w, eps=1e-6), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(impl.rms_norm(x), F.rms_norm(x, (shape[-1],), eps=1e-6), rtol=1e-12, atol=1e-12)
 
 
 def rope_complex(x, base=10000.0):
@@ -38,36 +50,36 @@ def rope_complex(x, base=10000.0):
     return torch.view_as_real(z * torch.polar(torch.ones_like(angle), angle)).reshape(x.shape)
 
 
-def test_rope_is_complex_rotation():
+def test_rope_is_complex_rotation(impl):
     x = randn(2, 3, 7, 8, seed=3)
-    torch.testing.assert_close(modern.apply_rope(x.float()).double(), rope_complex(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(impl.apply_rope(x.float()).double(), rope_complex(x), rtol=1e-5, atol=1e-5)
 
 
-def test_rope_scores_depend_on_relative_position():
+def test_rope_scores_depend_on_relative_position(impl):
     q, k = randn(1, 1, 1, 8, seed=4).float(), randn(1, 1, 1, 8, seed=5).float()
     T = 12  # the same q and k at every position: the score of (t, s) is a function of t - s
-    qr, kr = modern.apply_rope(q.expand(1, 1, T, 8)), modern.apply_rope(k.expand(1, 1, T, 8))
+    qr, kr = impl.apply_rope(q.expand(1, 1, T, 8)), impl.apply_rope(k.expand(1, 1, T, 8))
     scores = (qr @ kr.transpose(-1, -2))[0, 0]
     torch.testing.assert_close(torch.diagonal(scores, -3), torch.full((T - 3,), scores[3, 0].item()), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="even"):
-        modern.apply_rope(torch.zeros(1, 1, 2, 5))
+        impl.apply_rope(torch.zeros(1, 1, 2, 5))
 
 
-def test_qk_norm_normalizes_each_head_vector():
+def test_qk_norm_normalizes_each_head_vector(impl):
     q, k = randn(2, 2, 5, 8, seed=6), randn(2, 2, 5, 8, seed=7)
-    qn, kn = modern.qk_norm(q, k)
+    qn, kn = impl.qk_norm(q, k)
     torch.testing.assert_close(qn, F.rms_norm(q, (8,), eps=1e-6), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(kn.pow(2).mean(-1), torch.ones(2, 2, 5, dtype=torch.float64), rtol=1e-5, atol=1e-5)
 
 
-def test_relu2_and_softcap_gradients_match_autograd_of_their_formulas():
+def test_relu2_and_softcap_gradients_match_autograd_of_their_formulas(impl):
     x = randn(50, seed=8).requires_grad_()
-    for fn, expected_grad in ((modern.relu2, lambda x: 2 * torch.clamp(x, min=0)),
-                              (lambda x: modern.softcap(x, 2.0), lambda x: 1 - torch.tanh(x / 2) ** 2)):
+    for fn, expected_grad in ((impl.relu2, lambda x: 2 * torch.clamp(x, min=0)),
+                              (lambda x: impl.softcap(x, 2.0), lambda x: 1 - torch.tanh(x / 2) ** 2)):
         (g,) = torch.autograd.grad(fn(x).sum(), x)
         torch.testing.assert_close(g, expected_grad(x.detach()), rtol=1e-12, atol=1e-12)
     big = torch.tensor([-1e4, -3.0, 0.0, 0.1, 1e4], dtype=torch.float64)
-    capped = modern.softcap(big, 30.0)
+    capped = impl.softcap(big, 30.0)
     assert capped.abs().max() <= 30.0 and abs(capped[3] - 0.1) < 1e-5
 
 
@@ -81,11 +93,11 @@ def with_singular_values(m, n, s, seed):
 
 
 @pytest.mark.parametrize("shape", [(16, 48), (48, 16), (32, 32)], ids=["wide", "tall", "square"])
-def test_newton_schulz_keeps_singular_vectors_and_pushes_values_towards_one(shape):
+def test_newton_schulz_keeps_singular_vectors_and_pushes_values_towards_one(impl, shape):
     s = torch.logspace(0, -2, min(shape), dtype=torch.float64)  # a spread of 100
     G = with_singular_values(*shape, s, seed=9)
     U, S, Vh = torch.linalg.svd(G, full_matrices=False)
-    X = modern.newton_schulz(G.float()).double()
+    X = impl.newton_schulz(G.float()).double()
     inner = U.T @ X @ Vh.T  # diagonal exactly when X has G's singular vectors
     off_diagonal = inner - torch.diag(torch.diagonal(inner))
     assert off_diagonal.abs().max() < 1e-3
@@ -93,21 +105,30 @@ def test_newton_schulz_keeps_singular_vectors_and_pushes_values_towards_one(shap
     assert s_after.min() > 0.6 and s_after.max() < 1.25, s_after  # Muon's quintic: about [0.7, 1.2]
 
 
-def test_cubic_newton_schulz_converges_to_the_polar_factor():
+def test_cubic_newton_schulz_converges_to_the_polar_factor(impl):
     G = randn(12, 20, seed=10)
     U, _, Vh = torch.linalg.svd(G, full_matrices=False)
-    X = modern.newton_schulz(G, steps=60, coeffs=(1.5, -0.5, 0.0))
+    X = impl.newton_schulz(G, steps=60, coeffs=(1.5, -0.5, 0.0))
     torch.testing.assert_close(X, U @ Vh, rtol=1e-8, atol=1e-8)
 
 
-def test_muon_param_groups_split():
+def test_muon_param_groups_split(impl):
     model = modern.GPT(CONFIG, modern.Recipe(rope=True, norm="rms", qk_norm=True, untie_head=True))
     names = {id(p): n for n, p in model.named_parameters()}
-    muon, decay, no_decay = (sorted(names[id(p)] for p in g["params"]) for g in modern.muon_param_groups(model, 0.1))
+    muon, decay, no_decay = (sorted(names[id(p)] for p in g["params"]) for g in impl.muon_param_groups(model, 0.1))
     assert muon == sorted(n for n in names.values() if n.startswith("h.") and n.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")))
     assert decay == ["lm_head", "wte.weight"]
     assert all(n.endswith(("bias", "_norm", "ln_1.weight", "ln_2.weight", "ln_f.weight")) for n in no_decay)
     assert len(muon) + len(decay) + len(no_decay) == len(names)
+
+
+def test_lesson_head_logits_tied_and_untied():
+    nb = load_notebook(solution_path("09_beyond_gpt2"))
+    x, wte, head = randn(2, 3, 4, seed=30), randn(7, 4, seed=31).requires_grad_(), randn(7, 4, seed=32).requires_grad_()
+    torch.testing.assert_close(nb.head_logits(x, wte), torch.einsum("btc,vc->btv", x, wte), rtol=1e-12, atol=1e-12)
+    nb.head_logits(x, wte, head).sum().backward()
+    assert wte.grad is None
+    torch.testing.assert_close(head.grad, x.sum((0, 1)).expand(7, 4), rtol=1e-12, atol=1e-12)  # d(sum x.h_v)/dh_v
 
 
 def test_muon_adamw_groups_equal_torch_adamw():
@@ -127,7 +148,7 @@ def test_muon_adamw_groups_equal_torch_adamw():
     torch.testing.assert_close(b, b2, rtol=1e-6, atol=1e-7)
 
 
-def test_muon_step_with_exact_orthogonalization_is_the_polar_factor_of_the_momentum():
+def test_muon_step_with_exact_orthogonalization_is_the_polar_factor_of_the_momentum(impl):
     W = torch.nn.Parameter(randn(6, 10, seed=13))
     start = W.detach().clone()
 
@@ -136,7 +157,7 @@ def test_muon_step_with_exact_orthogonalization_is_the_polar_factor_of_the_momen
         return U @ Vh
 
     opt = modern.Muon([{"params": [W], "muon": True}], lr=0.1, momentum=0.9, nesterov=False,
-                      pieces=modern.Pieces(newton_schulz=polar))
+                      pieces=modern.Pieces(newton_schulz=polar, muon_update=impl.muon_update))
     g1, g2 = randn(6, 10, seed=14), randn(6, 10, seed=15)
     W.grad = g1
     opt.step()
