@@ -85,6 +85,8 @@ def test_cli_recipe_flags_sample_and_export_refusal(data, tmp_path, capsys):
     assert main(["sample", str(run), "--tokens", "3"]) == 0
     assert main(["train", "--norm", "batch", *flags]) == 2
     assert "norm must be one of" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--recipe", "gpt2", "--max-steps", "3"]) == 2
+    assert "cannot change" in capsys.readouterr().err
 
 
 def test_gpt2_recipe_is_unchanged(data, tmp_path):

@@ -110,6 +110,11 @@ def cmd_train(args):
     else:
         base = preset(args.preset)
     config = config_from_args(args, base)
+    from llmc_core.modern import Recipe
+    if args.resume and Recipe.from_config(config) != Recipe.from_config(base):
+        raise ValueError(f"--resume continues the model in {out}, built with the recipe "
+                         f"{Recipe.from_config(base).changes() or 'gpt2'}; its architecture flags cannot change: "
+                         f"drop them, or start a new run with --out")
     try:
         summary = train(config, out, resume=bool(args.resume), data_dir=args.data_dir,
                         stop_at=args.stop_at, progress=not args.no_progress)
