@@ -76,14 +76,14 @@ def prepare_data(data_dir):
     return path
 
 
-def base_config(tokenizer, steps, seed, data_dir, n_layer=2, n_embd=32, seq_len=32):
+def base_config(tokenizer, steps, seed, data_dir, n_layer=2, n_embd=32, seq_len=32, muon_lr=0.02):
     from llmc_core.train.prepare import shard_patterns
     train_data, val_data = shard_patterns("tinyshakespeare", data_dir, tokenizer=str(tokenizer))
     return TrainConfig(train_data=train_data, val_data=val_data, n_layer=n_layer, n_head=4, n_embd=n_embd,
                        seq_len=seq_len, vocab_size=VOCAB, tokenizer=str(tokenizer), batch_size=8,
                        total_batch_tokens=8 * seq_len, max_steps=steps, warmup_steps=max(1, steps // 20),
                        val_every=steps, val_batches=16,
-                       sample_every=0, checkpoint_every=0, padded_vocab=False, seed=seed)
+                       sample_every=0, checkpoint_every=0, padded_vocab=False, seed=seed, muon_lr=muon_lr)
 
 
 def run_dir(out, steps, name, seed):
@@ -141,6 +141,7 @@ def main(argv=None):
     parser.add_argument("--n-layer", type=int, default=2, help="blocks (default: %(default)s)")
     parser.add_argument("--n-embd", type=int, default=32, help="channels, a multiple of the 4 heads (default: %(default)s)")
     parser.add_argument("--seq-len", type=int, default=32, help="context; a step is 8 sequences (default: %(default)s)")
+    parser.add_argument("--muon-lr", type=float, default=0.02, help="Muon's peak LR (AdamW's stays 3e-3) (default: %(default)s)")
     parser.add_argument("--report", action="store_true", help="train nothing; print the table of the finished runs")
     parser.add_argument("--out", default="runs/recipe_ablation", help="folder of the runs (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -151,6 +152,9 @@ def main(argv=None):
     tokenizer = prepare_data(data_dir)
     size = dict(n_layer=args.n_layer, n_embd=args.n_embd, seq_len=args.seq_len)
     out = out / "L{n_layer}-C{n_embd}-T{seq_len}".format(**size)
+    if args.muon_lr != 0.02:
+        size["muon_lr"] = args.muon_lr
+        out = out.with_name(out.name + f"-muonlr{args.muon_lr:g}")
     steps = args.steps or calibrate(tokenizer, data_dir, out, args.budget, size)
     if args.report:
         chosen = {}
