@@ -58,6 +58,15 @@ FIELD_HELP = {
     "zero1": "ZeRO stage 1: shard the AdamW state across processes (torchrun only)",
     "peak_tflops": "device peak TFLOPS for MFU (0: look the GPU up; n/a on CPU)",
     "seed": "random seed of the model initialization and of samples",
+    "rope": "rotary position embeddings instead of learned positions (modern recipe)",
+    "norm": "'layer' (LayerNorm, GPT-2) or 'rms' (RMSNorm)",
+    "qk_norm": "RMSNorm of each head's queries and keys",
+    "mlp": "'gelu' (GPT-2) or 'relu2' (ReLU squared)",
+    "softcap": "cap the logits at +-X with X tanh(logits / X) (0: no cap)",
+    "untie_head": "an lm head of its own instead of the token embedding's transpose",
+    "optimizer": "'adamw', or 'muon' (Muon for the blocks' matrices, AdamW for embeddings, head, gains, biases)",
+    "muon_lr": "Muon's peak learning rate (scheduled like --lr)",
+    "muon_momentum": "Muon's momentum",
 }
 
 
@@ -97,6 +106,9 @@ def config_from_args(args, base, resuming=False):
 
     A flag that would be silently ignored is an error instead.
     """
+    if getattr(args, "recipe", None):  # the recipe first, so that single flags given with it override it
+        from llmc_core.modern import RECIPES
+        base = base.replace(**RECIPES[args.recipe])
     changes = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
     if args.no_compile:
         changes["compile"] = "off"
@@ -132,6 +144,11 @@ def cmd_train(args):
     else:
         base = preset(args.preset)
     config = config_from_args(args, base, resuming=bool(args.resume))
+    from llmc_core.modern import Recipe
+    if args.resume and Recipe.from_config(config) != Recipe.from_config(base):
+        raise ValueError(f"--resume continues the model in {out}, built with the recipe "
+                         f"{Recipe.from_config(base).changes() or 'gpt2'}; its architecture flags cannot change: "
+                         f"drop them, or start a new run with --out")
     try:
         summary = train(config, out, resume=bool(args.resume), data_dir=args.data_dir,
                         stop_at=args.stop_at, progress=not args.no_progress)
@@ -190,7 +207,9 @@ def cmd_sample(args):
 
 def cmd_export(args):
     from llmc_core.weights import write_llmc_checkpoint
+    from llmc_core.modern import require_gpt2_architecture
     model = load_trained_model(args.run_dir)
+    require_gpt2_architecture(model, args.run_dir)
     write_llmc_checkpoint(args.output, model, model.config, dtype=args.dtype)
     print(f"wrote {args.output} (llm.c model checkpoint, version {3 if args.dtype == 'float32' else 5})")
     from llmc_core.train.export import export_llmc_extras
@@ -220,6 +239,9 @@ def register(subparsers):
     p.add_argument("--data-dir", default=None, help="where prepared datasets live (default: ~/.cache/llmc/data)")
     p.add_argument("--no-compile", action="store_true", help="do not torch.compile (same as --compile off)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still print)")
+    p.add_argument("--recipe", default=None, choices=("gpt2", "modern"),
+                   help="set the architecture and optimizer options together: 'gpt2' (every one off) or 'modern' "
+                        "(--rope --norm rms --qk-norm --mlp relu2 --softcap 15 --untie-head --optimizer muon)")
     add_config_flags(p)
     p.set_defaults(run=cmd_train)
 

@@ -65,6 +65,16 @@ class TrainConfig:
     zero1: bool = False  # shard the optimizer state across processes (ZeroRedundancyOptimizer)
     peak_tflops: float = 0.0  # device peak for MFU; 0 = look the GPU up, n/a on CPU
     seed: int = 1337
+    # the modern recipe (llmc_core.modern); every one off = GPT-2; `--recipe modern` sets them together
+    rope: bool = False  # rotary position embeddings instead of the learned wpe
+    norm: str = "layer"  # "layer" (LayerNorm) or "rms" (RMSNorm)
+    qk_norm: bool = False  # RMSNorm of each head's queries and keys
+    mlp: str = "gelu"  # "gelu" or "relu2"
+    softcap: float = 0.0  # cap the logits at +-softcap with tanh (0 = no cap)
+    untie_head: bool = False  # an lm head of its own instead of wte's transpose
+    optimizer: str = "adamw"  # "adamw", or "muon" (Muon for the blocks' matrices, AdamW for the rest)
+    muon_lr: float = 0.02  # Muon's peak LR (the schedule scales it as it scales lr)
+    muon_momentum: float = 0.95
 
     def __post_init__(self):
         for f in fields(self):
@@ -76,7 +86,8 @@ class TrainConfig:
                 raise ValueError(f"{flag(name)} must be positive, got 0")
         choices = {"dtype": ("auto", "float32", "bfloat16"), "compile": ("auto", "on", "off"),
                    "budget_clock": ("wall", "cpu"),
-                   "attention": ("sdpa", "manual")}
+                   "attention": ("sdpa", "manual"), "norm": ("layer", "rms"), "mlp": ("gelu", "relu2"),
+                   "optimizer": ("adamw", "muon")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{flag(name)} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -84,6 +95,10 @@ class TrainConfig:
             raise ValueError(f"--lr must be positive, got {self.lr}")
         if self.time_budget < 0:
             raise ValueError(f"--time-budget must be positive (or 0 for none), got {self.time_budget}")
+        if self.softcap < 0:
+            raise ValueError(f"--softcap must be >= 0 (0 for none), got {self.softcap}")
+        if self.muon_lr <= 0:
+            raise ValueError(f"--muon-lr must be positive, got {self.muon_lr}")
 
     def model_config(self):
         return GPT2Config(block_size=self.seq_len, vocab_size=self.vocab_size,

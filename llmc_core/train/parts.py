@@ -8,6 +8,7 @@ in `llmc_core.train.optim`.
 from dataclasses import dataclass, fields
 from typing import Callable
 
+from llmc_core.modern import Pieces
 from llmc_core.train import optim
 
 
@@ -21,8 +22,12 @@ class TrainerParts:
     grad_accum_steps: Callable = optim.grad_accum_steps
     # flops_per_token(num_params, n_layer, n_embd, seq_len) -> training FLOPs per token, for MFU
     flops_per_token: Callable = optim.flops_per_token
+    # the modern recipe's functions (RMSNorm, RoPE, Newton-Schulz, ...), used when the config turns them on
+    pieces: Pieces = Pieces()
 
     def __post_init__(self):
+        if not isinstance(self.pieces, Pieces):
+            raise TypeError(f"TrainerParts.pieces must be a llmc_core.modern.Pieces, got {self.pieces!r}")
         for f in fields(self):
-            if not callable(getattr(self, f.name)):
+            if f.name != "pieces" and not callable(getattr(self, f.name)):
                 raise TypeError(f"TrainerParts.{f.name} must be a function, got {getattr(self, f.name)!r}")

@@ -32,6 +32,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from llmc_core.fileio import atomic_write_json
+from llmc_core import modern
 from llmc_core.gpt2 import GPT2, GPT2Config
 from llmc_core.train.checkpoint import (BEST_NAME, CHECKPOINT_NAME, load_latest_good, rng_state, save_checkpoint,
                                         set_rng_state)
@@ -152,10 +153,15 @@ def run_encoding(config):
     return enc
 
 
-def build_model(config, device, model_config=None):
-    """The GPT-2 to train: from scratch, from real GPT-2 weights, or (model_config) shaped for a checkpoint."""
+def build_model(config, device, model_config=None, pieces=None):
+    """The GPT-2 to train: from scratch, from real GPT-2 weights, or (model_config) shaped for a checkpoint.
+
+    A config with modern-recipe options builds llmc_core.modern.GPT (with `pieces`, a Pieces, if given).
+    """
     kwargs = dict(attention=config.attention, padded_vocab=config.padded_vocab)
-    if model_config is not None:
+    if modern.Recipe.from_config(config).changes():
+        model = modern.build_model(config, model_config, pieces)
+    elif model_config is not None:
         model = GPT2(GPT2Config(**model_config), **kwargs)
     elif config.init_from == "scratch":
         model = GPT2(config.model_config(), seed=config.seed, **kwargs)
@@ -173,6 +179,8 @@ def build_model(config, device, model_config=None):
 
 def make_optimizer(model, config, runtime, parts=TrainerParts()):
     """AdamW over the decay / no-decay groups; fused when available; ZeRO-1 sharded if asked."""
+    if config.optimizer == "muon":
+        return modern.make_muon(model, config, parts.pieces), False
     groups = parts.param_groups(model, config.weight_decay)
     fused = config.fused_adamw and fused_adamw_available(runtime.device.type)
     kwargs = dict(lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps)
@@ -307,7 +315,7 @@ def setup(config, out_dir, runtime, resume, data_dir, parts):
 
     state = load_latest_good(out_dir, say=tqdm.write if runtime.master else print) if resume else None
     torch.manual_seed(config.seed)
-    raw_model = build_model(config, device, state["model_config"] if state else None)
+    raw_model = build_model(config, device, state["model_config"] if state else None, parts.pieces)
     optimizer, fused = make_optimizer(raw_model, config, runtime, parts)
     use_compile = config.compile == "on" or (config.compile == "auto" and device.type == "cuda")
     model = torch.compile(raw_model) if use_compile else raw_model
@@ -367,10 +375,11 @@ def describe(run, use_compile, fused, train_pattern, val_pattern):
     """Print the model, device, batch, data, unigram baseline and MFU peak of the run."""
     config, mc, W = run.config, run.raw_model.config, run.runtime.world_size
     dtype = resolve_dtype(config, run.runtime.device)
-    run.say(f"model: GPT-2 L={mc.n_layer} NH={mc.n_head} C={mc.n_embd} T={config.seq_len}, "
+    run.say(f"model: GPT-2 ({modern.recipe_name(config)} recipe) L={mc.n_layer} NH={mc.n_head} C={mc.n_embd} T={config.seq_len}, "
             f"{run.raw_model.num_parameters():,} parameters ({'padded' if config.padded_vocab else 'unpadded'} vocab)")
     run.say(f"device: {run.runtime.device} x {W} process(es), {str(dtype).replace('torch.', '')}, compile "
-            f"{'on' if use_compile else 'off'}, attention {config.attention}, AdamW {'fused' if fused else 'foreach'}"
+            f"{'on' if use_compile else 'off'}, attention {config.attention}, "
+            f"{'Muon + AdamW' if config.optimizer == 'muon' else 'AdamW ' + ('fused' if fused else 'foreach')}"
             f"{', ZeRO-1' if config.zero1 else ''}")
     run.say(f"batch: {config.total_batch_tokens:,} tokens/step = {config.batch_size} x {config.seq_len} x {W} "
             f"process(es) x {run.grad_accum} micro-steps; {config.max_steps} steps; peak LR {config.lr:g}")
@@ -413,7 +422,7 @@ def train_step(run):
     t0 = time.perf_counter()
     lr = learning_rate(run)
     for group in run.optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)  # Muon's group runs at muon_lr / lr times the LR
     loss_sum = torch.zeros((), device=device)
     for micro in range(run.grad_accum):
         x, y = run.train_loader.next_batch()
