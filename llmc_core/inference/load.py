@@ -7,6 +7,7 @@ then checks what the engine relies on: every GPT-2 parameter present with its sh
 dtype, and finite values (a NaN or Inf weight would poison every token after it).
 """
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -58,9 +59,27 @@ def config_from_checkpoint(ckpt: dict, source: str) -> GPT2Config:
         raise ValueError(f"{source}: impossible model sizes: {e}") from e
 
 
+def check_zip_crcs(path):
+    """Raise ValueError unless every member of the zip archive at path matches its CRC-32.
+
+    torch.save writes a zip archive with a CRC-32 of each member, but torch.load does not check
+    them: a flipped bit in a tensor would load as a different weight. Python's zipfile does.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except Exception as e:  # BadZipFile, EOFError, zlib errors, ...: every way a damaged archive fails
+        raise ValueError(f"{path}: not a readable checkpoint archive ({type(e).__name__}: {e}); "
+                         f"the file is damaged or not a checkpoint: use another checkpoint") from e
+    require(bad is None, f"{path}: the checkpoint is damaged: {bad} does not match its checksum (CRC-32); "
+                         f"use another checkpoint")
+
+
 def read_train_checkpoint(path) -> tuple[GPT2Config, dict, object]:
     """(config, state dict, tokenizer or None) from an `llmc train` run folder or checkpoint file."""
-    from llmc_core.train.checkpoint import load_checkpoint
+    from llmc_core.train.checkpoint import checkpoint_path, load_checkpoint
+    if checkpoint_path(path).is_file():
+        check_zip_crcs(checkpoint_path(path))
     ckpt = load_checkpoint(path)
     require(isinstance(ckpt, dict), f"{path}: not an llmc training checkpoint")
     config = config_from_checkpoint(ckpt, str(path))
@@ -93,6 +112,18 @@ def read_safetensors_model(path, n_head: int | None = None) -> tuple[GPT2Config,
         raise ValueError(f"{path}: impossible model sizes ({e}); pass n_head if it is not C / 64") from e
 
 
+def check_llmc_header_padding(path):
+    """Raise ValueError unless ints 8..255 of an llm.c model header are zero, as llm.c writes them.
+
+    The readers use only the first 8 ints; a nonzero one in the rest means the header is damaged.
+    """
+    header = np.fromfile(path, dtype="<i4", count=256)
+    if len(header) == 256:  # a shorter file is reported as truncated by the reader
+        nonzero = np.flatnonzero(header[8:]) + 8
+        require(len(nonzero) == 0, f"{path}: damaged llm.c header: int {nonzero[:3].tolist()} should be 0 "
+                                   f"(llm.c writes only the first 8); re-export or download the file again")
+
+
 def read_model(source, n_head: int | None = None) -> tuple[GPT2Config, dict, object]:
     """(config, checked state dict, tokenizer or None) from a run folder, checkpoint.pt, .safetensors or llm.c .bin."""
     from llmc_core.weights import read_llmc_checkpoint
@@ -105,7 +136,8 @@ def read_model(source, n_head: int | None = None) -> tuple[GPT2Config, dict, obj
     elif path.suffix == ".safetensors":
         config, state = read_safetensors_model(path, n_head)
     else:
-        config, state = read_llmc_checkpoint(path)
+        config, state = read_llmc_checkpoint(path)  # checks magic, version, sizes first
+        check_llmc_header_padding(path)
     return config, check_weights(state, config, source=str(path)), tokenizer
 
 
