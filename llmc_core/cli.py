@@ -8,7 +8,7 @@ from pathlib import Path
 from llmc_core.course import REPO_DIR
 
 # Subcommands that live with the code they run: each module has register(subparsers).
-COMMAND_MODULES = ("llmc_core.grading.cli", "llmc_core.train.cli")
+COMMAND_MODULES = ("llmc_core.grading.cli", "llmc_core.train.cli", "llmc_core.inference.cli")
 
 
 def cmd_build(args):

@@ -205,3 +205,17 @@ def test_loads_llmc_and_hugging_face_files(model, tmp_path):
 def test_missing_model_file_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no model at"):
         read_model(tmp_path / "nothing.bin")
+
+
+def test_llmc_generate_streams_the_engine_text(tmp_path, capsys):
+    from llmc_core.cli import main
+    from llmc_core.encodings import gpt2_encoding
+    from llmc_core.weights import write_tiny_checkpoint
+    config = write_tiny_checkpoint(tmp_path / "tiny.bin", "tiny-gpt2vocab", seed=3)
+    assert main(["generate", str(tmp_path / "tiny.bin"), "--prompt", "To be", "--tokens", "8", "--greedy"]) == 0
+    enc = gpt2_encoding()
+    engine = load_engine(tmp_path / "tiny.bin")[0]
+    ids = engine.generate([[50256] + enc.encode_ordinary("To be")], 8, SamplingParams(temperature=0))[0]
+    assert capsys.readouterr().out == f"--- sample 1 ---\n{enc.decode(ids[1:])}\n"
+    assert main(["generate", str(tmp_path / "tiny.bin"), "--tokens", str(config.block_size)]) == 2
+    assert "needs 65 positions" in capsys.readouterr().err
