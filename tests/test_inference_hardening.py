@@ -112,6 +112,10 @@ def asserts_and_dynamic_code(folder):
     """assert statements (python -O removes them), global state, and code made at run time."""
     found = []
     for module, tree in modules(folder):
+        for node in tree.body:  # module level: constants only (UPPER_CASE names, and __all__)
+            names = [t.id for n in [node] if isinstance(n, (ast.Assign, ast.AnnAssign))
+                     for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)]
+            found += [f"{module}:{node.lineno} variable {n}" for n in names if not (n.isupper() or n == "__all__")]
         for node in ast.walk(tree):
             if isinstance(node, (ast.Assert, ast.Global, ast.Nonlocal)):
                 found.append(f"{module}:{node.lineno} {type(node).__name__}")
@@ -221,9 +225,10 @@ def test_planted_unbounded_loop_is_caught(engine_copy, loop):
 
 def test_planted_long_function_and_assert_are_caught(engine_copy):
     body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
-    plant(engine_copy, "checks.py", f"def long_one():\n{body}    assert x0 == 0\n")
+    plant(engine_copy, "checks.py", f"def long_one():\n{body}    assert x0 == 0\n\ncache = {{}}\n")
     assert long_functions(engine_copy) == [f"checks.long_one ({MAX_FUNCTION_LINES + 2} lines)"]
-    assert [s for s in asserts_and_dynamic_code(engine_copy) if "Assert" in s]
+    found = asserts_and_dynamic_code(engine_copy)
+    assert [s for s in found if "Assert" in s] and [s for s in found if "variable cache" in s]
 
 
 # ---------------------------------------------------------------------------------------------
