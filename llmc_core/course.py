@@ -30,6 +30,7 @@ LESSONS = (
     Lesson("05_torch_explicit_backward", "torch_backward", "PyTorch layers with explicit backward passes"),
     Lesson("06_cuda_kernels", "cuda", "CUDA kernels for GPT-2"),
     Lesson("07_fast_trainer", "trainer", "A fast, scalable GPT-2 trainer"),
+    Lesson("10_inference", "inference", "Inference: a KV cache, sampling, a bounded loop"),
 )
 
 PACKAGE_DIR = Path(__file__).resolve().parent
