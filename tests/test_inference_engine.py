@@ -219,3 +219,15 @@ def test_llmc_generate_streams_the_engine_text(tmp_path, capsys):
     assert capsys.readouterr().out == f"--- sample 1 ---\n{enc.decode(ids[1:])}\n"
     assert main(["generate", str(tmp_path / "tiny.bin"), "--tokens", str(config.block_size)]) == 2
     assert "needs 65 positions" in capsys.readouterr().err
+
+
+def test_sample_text_ends_at_the_context():
+    from llmc_core.encodings import gpt2_encoding
+    from llmc_core.train.sample import generate, sample_text
+    tiny = GPT2(GPT2Config.preset("tiny-gpt2vocab"), seed=0)  # 64 positions
+    text = sample_text(tiny, "", max_new_tokens=500, seed=1)  # the trainer asks for a fixed count
+    assert text == gpt2_encoding().decode(generate(tiny, [50256], 63, seed=1)[1:])  # all 63 positions left
+    with pytest.raises(ValueError, match="needs 65 positions"):
+        generate(tiny, [50256], 64)
+    with pytest.raises(ValueError, match="shorten the prompt"):
+        sample_text(tiny, "word " * 80)

@@ -170,7 +170,8 @@ class Engine:
         invariant(T <= self.max_len and (not cache or B == self.B), f"tokens {tuple(tokens.shape)} do not fit")
         x = self.wte[tokens] + self.wpe[:T]  # (B, T, C)
         causal = torch.ones(T, T, dtype=torch.bool, device=self.device).triu(diagonal=1)
-        for layer, (ln1w, ln1b, attnw, attnb, projw, projb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb) in enumerate(self.layers):
+        for layer, weights in enumerate(self.layers):
+            ln1w, ln1b, attnw, attnb, projw, projb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb = weights
             h = F.layer_norm(x, (C,), ln1w, ln1b, LN_EPS)
             q, k, v = (torch.addmm(attnb, h.view(B * T, C), attnw).view(B, T, 3, NH, HS)
                        .permute(2, 0, 3, 1, 4).unbind(0))  # each (B, NH, T, HS)

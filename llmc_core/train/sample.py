@@ -35,11 +35,17 @@ def sample_text(model, prompt="", max_new_tokens=64, temperature=1.0, top_k=50, 
     """Text sampled from `model` after `prompt` (an empty prompt starts a new document).
 
     The model sees <|endoftext|> first, as at the start of every training document; a toy
-    model whose vocabulary is smaller than GPT-2's starts from token 0 instead.
+    model whose vocabulary is smaller than GPT-2's starts from token 0 instead. The sample
+    ends at the model's context: at most block_size - 1 - len(prompt tokens) new tokens.
     """
     enc = gpt2_encoding()
-    start = start_token(model.config.vocab_size)
-    tokens = generate(model, [start] + enc.encode_ordinary(prompt), max_new_tokens, temperature, top_k, seed, device)
+    prompt_ids = [start_token(model.config.vocab_size)] + enc.encode_ordinary(prompt)
+    room = model.config.block_size - len(prompt_ids)
+    if room < 1:
+        raise ValueError(f"the prompt is {len(prompt_ids) - 1} tokens; the model sees {model.config.block_size} "
+                         f"positions and needs one for <|endoftext|> and one to generate: shorten the prompt")
+    n_new = min(max_new_tokens, room) if isinstance(max_new_tokens, int) else max_new_tokens
+    tokens = generate(model, prompt_ids, n_new, temperature, top_k, seed, device)
     return enc.decode(tokens[1:])
 
 
