@@ -242,20 +242,35 @@ def long_model():
     return GPT2(LONG, seed=4).eval()
 
 
-@pytest.mark.parametrize("sampling,n", [(SamplingParams(temperature=0.9, top_k=40, top_p=0.9, seed=1), 1000),
-                                        (SamplingParams(temperature=0), 200)], ids=["sampled", "greedy"])
-def test_no_tensor_allocated_after_the_first_token(long_model, sampling, n):
-    engine = Engine.from_model(long_model, batch_size=2)
-    steps = engine.stream([[1, 2, 3], [4, 5, 6]], n, sampling)  # no stop token, so all n steps run
+def allocations_after_the_first_token(engine, n, sampling):
+    """(steps taken, allocations seen) over a generation of n tokens, after its first one.
+
+    The profiler records every allocation of PyTorch's CPU allocator, also those inside an op's kernel.
+    """
+    steps = engine.stream([[1, 2, 3]] * engine.B, n, sampling)  # no stop token, so all n steps run
     next(steps)  # the prefill and the first token may allocate
     taken, allocations = 0, []
     for _ in range(n // 100 + 1):  # short profiles: the profiler's bookkeeping grows faster than its events
-        # the profiler sees every allocation of PyTorch's CPU allocator, also those inside an op's kernel
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             taken += sum(1 for _, _ in zip(range(100), steps))
         allocations += [(e.name, e.cpu_memory_usage) for e in prof.events() if e.cpu_memory_usage > 0]
+    return taken, allocations
+
+
+@pytest.mark.parametrize("sampling,n", [(SamplingParams(temperature=0.9, top_k=40, top_p=0.9, seed=1), 1000),
+                                        (SamplingParams(temperature=0), 200)], ids=["sampled", "greedy"])
+def test_no_tensor_allocated_after_the_first_token(long_model, sampling, n):
+    taken, allocations = allocations_after_the_first_token(Engine.from_model(long_model, batch_size=2), n, sampling)
     assert taken == n - 1
     assert allocations == [], f"{len(allocations)} allocations in {taken} steps, e.g. {allocations[:5]}"
+
+
+def test_the_allocation_watch_sees_an_allocating_step(long_model, monkeypatch):
+    engine = Engine.from_model(long_model)
+    step = engine.decode_step
+    monkeypatch.setattr(engine, "decode_step", lambda pos: step(pos) or engine.logits.mul_(engine.logits * 1.0))
+    taken, allocations = allocations_after_the_first_token(engine, 10, SamplingParams(temperature=0))
+    assert taken == 9 and len(allocations) >= 9
 
 
 def resident_bytes():
