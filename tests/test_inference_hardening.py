@@ -257,8 +257,11 @@ def allocations_after_the_first_token(engine, n, sampling):
     return taken, allocations
 
 
-@pytest.mark.parametrize("sampling,n", [(SamplingParams(temperature=0.9, top_k=40, top_p=0.9, seed=1), 1000),
-                                        (SamplingParams(temperature=0), 200)], ids=["sampled", "greedy"])
+# 1,000 greedy tokens take attention to 1,003 positions; the sampler's ops have the same shapes at every
+# step, so 200 sampled tokens (temperature, top-k, top-p) cover them at a fifth of the profiler's cost
+@pytest.mark.parametrize("sampling,n", [(SamplingParams(temperature=0), 1000),
+                                        (SamplingParams(temperature=0.9, top_k=40, top_p=0.9, seed=1), 200)],
+                         ids=["greedy", "sampled"])
 def test_no_tensor_allocated_after_the_first_token(long_model, sampling, n):
     taken, allocations = allocations_after_the_first_token(Engine.from_model(long_model, batch_size=2), n, sampling)
     assert taken == n - 1
