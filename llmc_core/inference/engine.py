@@ -20,6 +20,7 @@ from llmc_core.inference.load import check_weights
 from llmc_core.inference.sampling import Sampler, SamplingParams
 
 LN_EPS = 1e-5
+SERIAL_ATTENTION_MACS = 1 << 20  # below this, one decode step's attention runs on one thread (see attention_step)
 LAYER_NAMES = ("ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight",
                "attn.c_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias",
                "mlp.c_proj.weight", "mlp.c_proj.bias")
@@ -231,10 +232,17 @@ class Engine:
         keys = self.kv[layer, 0].view(B * NH, T, HS)[:, : pos + 1]  # (B*NH, pos+1, HS)
         values = self.kv[layer, 1].view(B * NH, T, HS)[:, : pos + 1]
         scores = self.scores[: B * NH * (pos + 1)].view(B * NH, 1, pos + 1)
-        torch.bmm(self.q, keys.transpose(1, 2), out=scores)  # (B*NH, 1, pos+1)
-        scores.mul_(self.att_scale)
-        torch.softmax(scores, dim=-1, out=scores)
-        torch.bmm(scores, values, out=self.y)  # (B*NH, 1, HS)
+        # subtle: at small sizes these ops are microseconds of work, but a parallel region must wake the
+        # thread pool, which costs a scheduler time slice (~10 ms) when the cores are busy: use one thread
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1 if B * NH * (pos + 1) * HS <= SERIAL_ATTENTION_MACS else threads)
+        try:
+            torch.bmm(self.q, keys.transpose(1, 2), out=scores)  # (B*NH, 1, pos+1)
+            scores.mul_(self.att_scale)
+            torch.softmax(scores, dim=-1, out=scores)
+            torch.bmm(scores, values, out=self.y)  # (B*NH, 1, HS)
+        finally:
+            torch.set_num_threads(threads)
         torch.addmm(projb, self.y.view(B, C), projw, out=self.proj)
         self.x.add_(self.proj)
 
