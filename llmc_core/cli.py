@@ -16,7 +16,8 @@ from pathlib import Path
 from llmc_core.course import REPO_DIR
 
 # Subcommands that live with the code they run: each module has register(subparsers).
-COMMAND_MODULES = ("llmc_core.grading.cli", "llmc_core.train.cli", "llmc_core.tokenizer_cli")
+COMMAND_MODULES = ("llmc_core.grading.cli", "llmc_core.train.cli", "llmc_core.tokenizer_cli",
+                   "llmc_core.inference.cli")
 # The commands of modules that import torch, with their help line, so that `llmc --help` lists them without
 # importing the module (tests/test_cli.py checks these against what register() adds).
 LAZY_COMMANDS = {
@@ -27,6 +28,7 @@ LAZY_COMMANDS = {
         "export": "write a trained checkpoint as an llm.c model file (gpt2_124M.bin format)",
         "plot": "plot runs' validation bits per byte, overlaid, with baselines",
     },
+    "llmc_core.inference.cli": {"generate": "generate text with the KV-cache inference engine, streamed"},
 }
 
 

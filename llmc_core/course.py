@@ -33,6 +33,7 @@ LESSONS = (
     Lesson("07_cuda_kernels_fast", "cuda_fast", "Fast CUDA kernels: matmul, attention, GPT-2 on your kernels"),
     Lesson("08_fast_trainer", "trainer", "A fast, scalable GPT-2 trainer"),
     Lesson("09_beyond_gpt2", "modern", "Beyond GPT-2: the modern recipe"),
+    Lesson("10_inference", "inference", "Inference: a KV cache, sampling, a bounded loop"),
 )
 
 # Exercises that moved to another lesson when lesson 06 was split in two: old id -> new id.

@@ -1,43 +1,64 @@
-"""Sampling text from a trained GPT-2: temperature and top-k, with a seeded generator."""
-import torch
-import torch.nn.functional as F
+"""Sampling text from a GPT-2 with the inference engine: temperature, top-k, top-p, a seeded generator.
+
+`generate` and `sample_text` take a GPT2 module (the trainer samples its own model with them);
+`stream_text` turns an engine's tokens into text as they arrive, for `llmc generate`.
+"""
+import codecs
 
 from llmc_core.encodings import GPT2_EOT, gpt2_encoding
+from llmc_core.inference import Engine, SamplingParams
 
 
-@torch.no_grad()
-def generate(model, prompt_tokens, max_new_tokens, temperature=1.0, top_k=50, seed=0, device="cpu"):
+def generate(model, prompt_tokens, max_new_tokens, temperature=1.0, top_k=50, seed=0, device="cpu", top_p=1.0):
     """Extend `prompt_tokens` (a list of ids) by max_new_tokens sampled tokens; returns all ids.
 
     Each new token is drawn from softmax(logits / temperature) restricted to the top_k most
-    likely tokens (top_k=0: all V). The generator is seeded, so a seed fixes the text.
+    likely tokens (top_k=0: all V) and to the top_p nucleus; temperature=0 is greedy. The
+    generator is seeded, so a seed fixes the text. The prompt and the new tokens must fit in
+    the model's block_size positions.
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}; use a small value like 0.1 for near-greedy")
-    was_training = model.training
-    model.eval()
-    generator = torch.Generator(device=device).manual_seed(seed)
-    idx = torch.tensor([prompt_tokens], dtype=torch.long, device=device)  # (1, T)
-    V = model.config.vocab_size
-    for _ in range(max_new_tokens):
-        context = idx[:, -model.config.block_size:]  # the model sees at most block_size positions
-        logits = model(context)[:, -1, :V].float() / temperature  # (1, V): only the last position predicts
-        if top_k:
-            kth = torch.topk(logits, min(top_k, V)).values[:, -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        next_id = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)  # (1, 1)
-        idx = torch.cat([idx, next_id], dim=1)
-    model.train(was_training)
-    return idx[0].tolist()
+    prompt = list(prompt_tokens)
+    positions = len(prompt) + max_new_tokens if isinstance(max_new_tokens, int) else None
+    max_len = min(positions, model.config.block_size) if positions else None
+    engine = Engine.from_model(model, max_len=max_len, device=device)
+    top_k = min(top_k, model.config.vocab_size) if isinstance(top_k, int) else top_k
+    sampling = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    return engine.generate([prompt], max_new_tokens, sampling)[0]
+
+
+def start_token(vocab_size: int) -> int:
+    """The token a new document starts with: <|endoftext|>, or 0 for a toy vocabulary smaller than GPT-2's."""
+    return GPT2_EOT if GPT2_EOT < vocab_size else 0
 
 
 def sample_text(model, prompt="", max_new_tokens=64, temperature=1.0, top_k=50, seed=0, device="cpu"):
     """Text sampled from `model` after `prompt` (an empty prompt starts a new document).
 
     The model sees <|endoftext|> first, as at the start of every training document; a toy
-    model whose vocabulary is smaller than GPT-2's starts from token 0 instead.
+    model whose vocabulary is smaller than GPT-2's starts from token 0 instead. The sample
+    ends at the model's context: at most block_size - 1 - len(prompt tokens) new tokens.
     """
     enc = gpt2_encoding()
-    start = GPT2_EOT if GPT2_EOT < model.config.vocab_size else 0
-    tokens = generate(model, [start] + enc.encode_ordinary(prompt), max_new_tokens, temperature, top_k, seed, device)
+    prompt_ids = [start_token(model.config.vocab_size)] + enc.encode_ordinary(prompt)
+    room = model.config.block_size - len(prompt_ids)
+    if room < 1:
+        raise ValueError(f"the prompt is {len(prompt_ids) - 1} tokens; the model sees {model.config.block_size} "
+                         f"positions and needs one for <|endoftext|> and one to generate: shorten the prompt")
+    n_new = min(max_new_tokens, room) if isinstance(max_new_tokens, int) else max_new_tokens
+    tokens = generate(model, prompt_ids, n_new, temperature, top_k, seed, device)
     return enc.decode(tokens[1:])
+
+
+def stream_text(engine: Engine, enc, prompt_ids, max_new_tokens, sampling, stop_tokens=()):
+    """Yield the text of one row (batch_size 1) piece by piece, as its tokens are chosen.
+
+    A character can span tokens (UTF-8 bytes split by BPE): an incremental decoder holds the
+    bytes of an unfinished character until the token that completes it arrives.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    stop = set(stop_tokens)
+    for (token,) in engine.stream([list(prompt_ids)], max_new_tokens, sampling, stop_tokens):
+        if token is None or token in stop:
+            break
+        yield decoder.decode(enc.decode_single_token_bytes(token))
+    yield decoder.decode(b"", final=True)
