@@ -5,8 +5,12 @@
 """
 import codecs
 
+import torch
+
 from llmc_core.encodings import GPT2_EOT, gpt2_encoding
+from llmc_core.gpt2 import GPT2
 from llmc_core.inference import Engine, SamplingParams
+from llmc_core.inference.sampling import Sampler
 
 
 def generate(model, prompt_tokens, max_new_tokens, temperature=1.0, top_k=50, seed=0, device="cpu", top_p=1.0):
@@ -18,12 +22,30 @@ def generate(model, prompt_tokens, max_new_tokens, temperature=1.0, top_k=50, se
     the model's block_size positions.
     """
     prompt = list(prompt_tokens)
+    if not isinstance(model, GPT2):  # the engine holds GPT-2's layers only
+        sampling = SamplingParams(temperature=temperature, top_k=min(top_k, model.config.vocab_size), top_p=top_p,
+                                  seed=seed)
+        return generate_recomputing(model, prompt, max_new_tokens, sampling, device)
     positions = len(prompt) + max_new_tokens if isinstance(max_new_tokens, int) else None
     max_len = min(positions, model.config.block_size) if positions else None
     engine = Engine.from_model(model, max_len=max_len, device=device)
     top_k = min(top_k, model.config.vocab_size) if isinstance(top_k, int) else top_k
     sampling = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     return engine.generate([prompt], max_new_tokens, sampling)[0]
+
+
+@torch.no_grad()
+def generate_recomputing(model, prompt, max_new_tokens, sampling, device="cpu"):
+    """`generate` for a model the engine does not hold (the modern recipe): the whole context again per token."""
+    V = model.config.vocab_size
+    sampler = Sampler(sampling, 1, V, device)
+    tokens = torch.tensor([list(prompt)], dtype=torch.long, device=device)
+    chosen = torch.empty(1, 1, dtype=torch.long, device=device)
+    for _ in range(max_new_tokens):
+        logits = model(tokens[:, -model.config.block_size:])  # (1, T, V), or (1, T, Vp) when padded
+        sampler.choose(logits[:, -1, :V].float().contiguous(), chosen)
+        tokens = torch.cat([tokens, chosen], dim=1)
+    return tokens[0].tolist()
 
 
 def start_token(vocab_size: int) -> int:
