@@ -1,5 +1,6 @@
 """Evaluation and interop: HellaSwag on a local file, sampling, llm.c export, --init-from, plots."""
 import json
+import math
 
 import numpy as np
 import pytest
@@ -10,7 +11,9 @@ from llmc_core.encodings import gpt2_encoding
 from llmc_core.gpt2 import GPT2, GPT2Config
 from llmc_core.train.cli import load_trained_model, main
 from llmc_core.train.config import TrainConfig
-from llmc_core.train.evaluate import hellaswag_accuracy, hellaswag_batch, hellaswag_predict, read_hellaswag
+from llmc_core.train.evaluate import (bits_per_byte, count_bytes, hellaswag_accuracy, hellaswag_batch, hellaswag_predict,
+                                      read_hellaswag, token_byte_lengths, val_text_size)
+from llmc_core.train.loader import ShardLoader
 from llmc_core.train.plot import plot_run
 from llmc_core.train.sample import generate
 from llmc_core.train.shards import load_shard, write_shard
@@ -138,3 +141,44 @@ def test_init_from_an_llmc_checkpoint_starts_from_its_weights(toy_data, tmp_path
         l2 = reference(tokens[64:128].view(4, 16), tokens[65:129].view(4, 16))[1]
     assert first_val == pytest.approx(float(l1 + l2) / 2, abs=1e-5)
     assert load_trained_model(run).config.n_layer == 2
+
+
+def test_bits_per_byte_by_hand():
+    # a uniform guess over 256 byte tokens: ln 256 nats per token, one byte per token = 8 bits per byte
+    assert bits_per_byte(math.log(256), 10, 10) == pytest.approx(8.0, rel=1e-12)
+    # 2 bits per token (ln 4 nats) over tokens of 2 bytes each: 1 bit per byte
+    assert bits_per_byte(math.log(4), 50, 100) == pytest.approx(1.0, rel=1e-12)
+    # 3 tokens of 1.2 nats over 7 bytes: 3.6 nats / 7 bytes / ln 2
+    assert bits_per_byte(1.2, 3, 7) == pytest.approx(3.6 / 7 / 0.6931471805599453, rel=1e-12)
+    with pytest.raises(ValueError, match="at least one byte"):
+        bits_per_byte(1.0, 3, 0)
+
+
+def test_token_bytes_count_the_decoded_text():
+    enc = gpt2_encoding()
+    lengths = token_byte_lengths(enc)
+    text = "ROMEO.\nIs the day so young? Señor"  # ñ is 2 bytes of UTF-8
+    tokens = enc.encode(text + "<|endoftext|>", allowed_special="all")
+    # the oracle: tiktoken's own decoding; <|endoftext|> marks a boundary and counts no bytes
+    assert count_bytes(tokens, lengths) == len(text.encode("utf-8")) == len(enc.decode_bytes(tokens[:-1]))
+    with pytest.raises(ValueError, match="another tokenizer"):
+        count_bytes([50257], lengths)
+
+
+def test_val_bpb_is_logged_and_covers_the_whole_split(toy_shards, tmp_path):
+    # toy tokens 0..255 are GPT-2's single-byte tokens: bits per byte = nats per token / ln 2
+    config = TrainConfig(n_layer=1, n_head=2, n_embd=16, seq_len=16, vocab_size=256, batch_size=4,
+                         total_batch_tokens=64, max_steps=2, warmup_steps=1, val_every=2, val_batches=0,
+                         sample_every=0, checkpoint_every=0, train_data=str(toy_shards / "toy_train.bin"),
+                         val_data=str(toy_shards / "toy_val.bin"))
+    summary = train(config, tmp_path / "run", progress=False)
+    records = [r for r in read_log(tmp_path / "run") if "val_loss" in r]
+    assert [r["step"] for r in records] == [0, 2]
+    for r in records:
+        assert r["val_bpb"] == pytest.approx(r["val_loss"] / math.log(2), rel=1e-9)
+    assert summary["val_bpb"] == records[-1]["val_bpb"]
+    assert summary["unigram_bpb"] == pytest.approx(summary["unigram_entropy"] / math.log(2), rel=1e-9)
+    # the whole split: (1500 - 1) // 64 = 23 batches of 64 targets, one byte each
+    loader = ShardLoader(toy_shards / "toy_val.bin", 4, 16)
+    assert loader.batches_per_pass() == 23
+    assert val_text_size(loader, 23, token_byte_lengths(gpt2_encoding())) == (23 * 64, 23 * 64)

@@ -120,3 +120,17 @@ def test_config_json_is_written(data, tmp_path):
     train(tiny(data, max_steps=1, val_every=0), tmp_path / "cfg", progress=False)
     saved = json.loads((tmp_path / "cfg" / "config.json").read_text())
     assert TrainConfig.from_dict(saved) == tiny(data, max_steps=1, val_every=0)
+
+
+def test_train_step_alone_is_the_loops_first_step(data, tmp_path):
+    from llmc_core.train.parts import TrainerParts
+    from llmc_core.train.trainer import Runtime, setup, train_step
+    config = tiny(data, max_steps=2, val_every=0)
+    train(config, tmp_path / "loop", progress=False)
+    run = setup(config, tmp_path / "alone", Runtime(config), False, None, TrainerParts())
+    before = run.raw_model.wte.weight.detach().clone()
+    record = train_step(run)
+    assert run.step == 1 and record["step"] == 1
+    assert record["loss"] == losses(tmp_path / "loop")[1]  # same seed, same batch: bit-identical on the CPU
+    assert record["lr"] == lr_at(0, config.lr, config.warmup_steps, config.max_steps, config.min_lr_frac)
+    assert not torch.equal(before, run.raw_model.wte.weight)  # AdamW moved the weights

@@ -19,6 +19,7 @@ FIELD_HELP = {
     "n_embd": "channels C",
     "seq_len": "context length T of each training sequence (also the model's block size)",
     "vocab_size": "vocabulary size V (GPT-2: 50257)",
+    "tokenizer": "the tokenizer that made the shards: 'gpt2' or a tokenizer file (for bits per byte and samples)",
     "init_from": "'scratch', a GPT-2 size to fine-tune (gpt2, gpt2-medium, ...: downloaded once), "
                  "or a .bin (llm.c) / .safetensors weights file",
     "data": "dataset name, as `llmc data prepare` writes it (tinyshakespeare, tinystories, fineweb-edu)",
@@ -36,7 +37,7 @@ FIELD_HELP = {
     "eps": "AdamW epsilon",
     "grad_clip": "clip the global gradient norm to this (0: no clipping)",
     "val_every": "evaluate validation loss every N steps (0: never)",
-    "val_batches": "validation batches per evaluation, over all processes",
+    "val_batches": "validation batches per evaluation, over all processes (0: the whole validation split)",
     "sample_every": "print a sample every N steps (0: never)",
     "sample_tokens": "tokens per sample",
     "checkpoint_every": "write checkpoint.pt every N steps (0: only at the end)",
@@ -80,7 +81,7 @@ def config_from_args(args, base):
 
 
 def cmd_train(args):
-    from llmc_core.train.checkpoint import load_checkpoint
+    from llmc_core.train.checkpoint import load_latest_good
     from llmc_core.train.trainer import TrainingDiverged, train
     out = args.out
     if isinstance(args.resume, str):
@@ -93,7 +94,7 @@ def cmd_train(args):
         out = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     if args.resume:
         # the checkpoint's config, with only the flags given now changed (e.g. a longer --max-steps)
-        base = TrainConfig.from_dict(load_checkpoint(out)["config"])
+        base = TrainConfig.from_dict(load_latest_good(out, say=lambda *a: None)["config"])
     else:
         base = preset(args.preset)
     config = config_from_args(args, base)

@@ -17,6 +17,7 @@ class TrainConfig:
     n_embd: int = 64
     seq_len: int = 128  # T, also the model's block_size
     vocab_size: int = 50257  # GPT-2 tokens
+    tokenizer: str = "gpt2"  # what made the shards: "gpt2" or a tokenizer file (`llmc tokenizer train`)
     init_from: str = "scratch"  # or a GPT-2 size ("gpt2", "gpt2-medium", ...) to fine-tune real weights
     # data: a name that `llmc data prepare` knows, or explicit shard patterns
     data: str = "tinyshakespeare"
@@ -37,7 +38,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # clip the global gradient norm to this (0 = no clipping)
     # evaluation, samples and checkpoints, every so many steps (0 = never)
     val_every: int = 50
-    val_batches: int = 8  # summed over processes
+    val_batches: int = 0  # summed over processes; 0 = the whole validation split
     sample_every: int = 100
     sample_tokens: int = 48
     checkpoint_every: int = 100

@@ -1,4 +1,7 @@
-"""Evaluation: validation loss on held-out shards, and HellaSwag accuracy.
+"""Evaluation: validation loss (in nats per token and bits per byte) on held-out shards, and HellaSwag.
+
+Bits per byte make runs with different tokenizers comparable: a loss of L nats per token over
+a text of N tokens and M UTF-8 bytes is L * N / M nats per byte, and / ln 2 bits per byte.
 
 HellaSwag (Zellers et al. 2019) gives a context and four endings, one right. A language
 model picks the ending it finds most likely: the one with the lowest mean cross-entropy
@@ -6,9 +9,11 @@ over the ending's tokens ("acc_norm" in GPT-3's and llm.c's reports). Random gue
 scores 25%; GPT-2 (124M) scores about 29.4%.
 """
 import json
+import math
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -31,6 +36,51 @@ def val_loss(model, loader, batches, device, autocast=nullcontext):
         total += loss.float()
     model.train(was_training)
     return total / batches
+
+
+def bits_per_byte(nats_per_token, n_tokens, n_bytes):
+    """Cross-entropy in bits per UTF-8 byte: nats/token x tokens/bytes / ln 2."""
+    if n_bytes <= 0:
+        raise ValueError(f"bits per byte needs a text of at least one byte, got {n_bytes} bytes")
+    return nats_per_token * n_tokens / n_bytes / math.log(2)
+
+
+def token_byte_lengths(enc):
+    """(n_vocab,) int64: the UTF-8 bytes each token id stands for; 0 for special tokens like <|endoftext|>.
+
+    Special tokens mark document boundaries, they are not text, so they count no bytes.
+    """
+    lengths = np.zeros(enc.n_vocab, dtype=np.int64)
+    special = set(enc.special_tokens_set)
+    for i in range(enc.n_vocab):
+        try:
+            piece = enc.decode_single_token_bytes(i)
+        except KeyError:  # an id between the ranks and the special tokens
+            continue
+        if piece.decode("utf-8", errors="replace") not in special:
+            lengths[i] = len(piece)
+    return lengths
+
+
+def count_bytes(tokens, lengths):
+    """The UTF-8 bytes of the text that `tokens` (an int array) decode to, via token_byte_lengths."""
+    tokens = np.asarray(tokens, dtype=np.int64)
+    if tokens.size and tokens.max() >= len(lengths):
+        raise ValueError(f"token id {int(tokens.max())} is outside the tokenizer's {len(lengths)} ids: "
+                         f"the shards were made with another tokenizer")
+    return int(lengths[tokens].sum())
+
+
+def val_text_size(loader, batches, lengths):
+    """(tokens, bytes) of the targets that `val_loss` scores over the first `batches` batches of `loader`."""
+    loader.reset()
+    n_tokens = n_bytes = 0
+    for _ in range(batches):
+        _, y = loader.next_batch()
+        n_tokens += y.numel()
+        n_bytes += count_bytes(y.numpy().ravel(), lengths)
+    loader.reset()
+    return n_tokens, n_bytes
 
 
 def read_hellaswag(path, limit=0):

@@ -45,8 +45,13 @@ class ShardLoader:
 
     def usable_chunks(self, count):
         """Chunks of a shard of `count` tokens that whole steps can use."""
-        chunks = (count - 1) // (self.B * self.T)  # -1: the last chunk needs one token past its end
+        chunks = max(0, count - 1) // (self.B * self.T)  # -1: the last chunk needs one token past its end
         return chunks - chunks % self.chunks_per_step
+
+    def batches_per_pass(self):
+        """Batches this rank reads in one pass over all shards (each chunk read once by one rank)."""
+        chunks = sum(self.usable_chunks(len(load_shard(path))) for path in self.paths)
+        return chunks // self.world_size
 
     def reset(self):
         """Go back to the first chunk of the first shard."""

@@ -1,42 +1,51 @@
 """The training loop: GPT-2 on llm.c token shards, from one CPU core to many GPUs.
 
-One optimizer step, in order:
-1. set the learning rate of this step (warmup, then cosine decay);
-2. run grad_accum micro-batches forward and backward, each loss divided by grad_accum so
-   the summed gradients are the gradient of the mean loss over the whole batch
-   (under DistributedDataParallel the gradients are averaged across processes on the last
-   micro-batch only: `no_sync` skips the all-reduce on the others);
-3. clip the global gradient norm, stop if the loss or the norm is not finite;
-4. AdamW step; log loss, LR, tokens/s and MFU; now and then evaluate, sample, checkpoint.
+A run, in order (each numbered part is a section below, its functions named here):
+1. `setup`: the model, the optimizer and the data loaders, restored from the run folder's
+   checkpoint when resuming; the unigram baseline and a description of the run;
+2. `train_step`, one optimizer step: set the learning rate (warmup, then cosine decay); run
+   grad_accum micro-batches forward and backward, each loss divided by grad_accum so the
+   summed gradients are the gradient of the mean loss over the whole batch (under
+   DistributedDataParallel the gradients are averaged across processes on the last
+   micro-batch only: `no_sync` skips the all-reduce on the others); clip the global gradient
+   norm; stop if the loss or the norm is not finite; AdamW step;
+3. `evaluate_and_log`: now and then the validation loss, HellaSwag and a sample; the log record
+   (loss, LR, tokens/s, MFU) and the progress bar;
+4. `write_checkpoint` every so many steps, at the end, and when `stop_requested` (a signal);
+5. `finish`: summary.json, and where the run's files are.
+`run_loop` repeats 2-4; `train` is the whole run. The run's state is one `Run` object.
 
 Run it with `llmc train` (see docs/trainer.md), or call `train(config, out_dir)`.
 """
-import json
 import math
 import os
 import signal
 import time
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from llmc_core.fileio import atomic_write_json, atomic_write_text
+from llmc_core.fileio import atomic_write_json
 from llmc_core.gpt2 import GPT2, GPT2Config
-from llmc_core.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from llmc_core.train.checkpoint import (BEST_NAME, CHECKPOINT_NAME, load_latest_good, rng_state, save_checkpoint,
+                                        set_rng_state)
 from llmc_core.train.config import TrainConfig
-from llmc_core.train.evaluate import hellaswag_accuracy, hellaswag_examples, val_loss
+from llmc_core.encodings import gpt2_encoding
+from llmc_core.train.evaluate import (bits_per_byte, hellaswag_accuracy, hellaswag_examples, token_byte_lengths, val_loss,
+                                      val_text_size)
 from llmc_core.train.loader import ShardLoader, find_shards
 from llmc_core.train.optim import fused_adamw_available, peak_flops
 from llmc_core.train.parts import TrainerParts
-from llmc_core.train.sample import sample_text
+from llmc_core.train.rundir import (LOG_NAME, RunLock, RunLog, read_log,  # noqa: F401 (read_log: the public reader)
+                                    remove_stale_temporaries)
+from llmc_core.train.sample import generate
 from llmc_core.train.shards import load_shard
-
-LOG_NAME = "log.jsonl"
 
 
 class TrainingDiverged(FloatingPointError):
@@ -91,11 +100,8 @@ def data_patterns(config, data_dir, runtime):
     return train, val
 
 
-def unigram_entropy(pattern, max_tokens=100_000_000):
-    """Entropy in nats of the token frequencies in the shards (the first max_tokens tokens).
-
-    The loss of the best model that ignores context: a trained model must get below it.
-    """
+def token_counts(pattern, max_tokens=100_000_000):
+    """(2**16,) int64: how often each token id occurs in the shards (the first max_tokens tokens)."""
     counts, seen = np.zeros(2**16, dtype=np.int64), 0
     for path in find_shards(pattern):
         tokens = load_shard(path)[: max_tokens - seen]
@@ -103,8 +109,34 @@ def unigram_entropy(pattern, max_tokens=100_000_000):
         seen += len(tokens)
         if seen >= max_tokens:
             break
-    p = counts[counts > 0] / seen
+    return counts
+
+
+def unigram_entropy(pattern, max_tokens=100_000_000):
+    """Entropy in nats of the token frequencies in the shards (the first max_tokens tokens).
+
+    The loss of the best model that ignores context: a trained model must get below it.
+    """
+    counts = token_counts(pattern, max_tokens)
+    p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log(p)).sum())
+
+
+def unigram_baseline(pattern, lengths):
+    """The unigram entropy of the shards' tokens in nats per token and in bits per byte of their text."""
+    counts = token_counts(pattern)
+    p = counts[counts > 0] / counts.sum()
+    nats = float(-(p * np.log(p)).sum())
+    n_bytes = int((counts[:len(lengths)] * lengths[:len(counts)]).sum())
+    return nats, bits_per_byte(nats, int(counts.sum()), n_bytes)
+
+
+def run_encoding(spec):
+    """The tokenizer that made the run's shards: "gpt2", or a tokenizer file (llmc tokenizer train)."""
+    if spec == "gpt2":
+        return gpt2_encoding()
+    from llmc_core.tokenizer import load_tokenizer
+    return load_tokenizer(spec)
 
 
 def build_model(config, device, model_config=None):
@@ -146,33 +178,7 @@ def make_optimizer(model, config, runtime, parts=TrainerParts()):
 
 
 # ---------------------------------------------------------------------------------------------
-# logging and stopping
-
-
-class RunLog:
-    """The JSON-lines log: one record per step ({"step", "loss", "lr", ...}), appended as it goes."""
-
-    def __init__(self, path, keep_up_to_step=None):
-        self.path = Path(path)
-        if keep_up_to_step is not None and self.path.exists():
-            # resuming: drop the records of steps after the checkpoint, they will be redone
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= keep_up_to_step]
-            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
-        elif keep_up_to_step is None:
-            atomic_write_text(self.path, "")
-
-    def write(self, record):
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-
-
-def read_log(run_dir):
-    """The records of a run's log.jsonl, in order."""
-    path = Path(run_dir) / LOG_NAME
-    if not path.is_file():
-        raise ValueError(f"no training log at {path}; pass a run folder written by `llmc train`")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+# stopping
 
 
 class StopSignals:
@@ -204,6 +210,377 @@ class StopSignals:
 
 
 # ---------------------------------------------------------------------------------------------
+# the run's state
+
+
+@dataclass
+class Run:
+    """One run's state: what `setup` builds, `train_step` advances and `finish` summarizes."""
+    config: TrainConfig
+    out_dir: Path
+    runtime: Runtime
+    parts: TrainerParts
+    raw_model: GPT2  # the parameters; `model` may wrap it in torch.compile and DDP
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    train_loader: ShardLoader
+    val_loader: ShardLoader
+    autocast: Callable  # a context manager factory: bfloat16 autocast or nothing
+    grad_accum: int  # micro-steps per optimizer step
+    flops_token: float  # training FLOPs per token, for MFU
+    peak: float | None  # peak FLOP/s of one device, None when unknown
+    lengths: np.ndarray | None = None  # UTF-8 bytes of each token id, for bits per byte
+    val_batches: int = 0  # validation batches per process
+    val_size: tuple = (0, 0)  # (tokens, bytes) of the validation targets, over all processes
+    baseline: float | None = None  # unigram entropy of the training tokens, nats (rank 0 only)
+    baseline_bpb: float | None = None  # the same in bits per byte
+    log: RunLog | None = None  # rank 0 only
+    hellaswag: list | None = None
+    step: int = 0  # optimizer steps done
+    saved_step: int | None = None  # the step of the checkpoint on disk
+    last: dict = field(default_factory=dict)  # the latest log record
+    stopped_by: str | None = None
+    best_bpb: float = math.inf  # the best validation bits per byte so far (checkpoint.best.pt)
+    wall_start: float = field(default_factory=time.perf_counter)  # when this part of the run started
+    wall_before: float = 0.0  # seconds spent by the parts before a resume
+
+    def wall_s(self):
+        """Wall time of the whole run so far, every resumed part included."""
+        return self.wall_before + time.perf_counter() - self.wall_start
+
+    def say(self, *args, **kwargs):
+        if self.runtime.master:
+            tqdm.write(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. setup
+
+
+def speed_settings(config, device):
+    """TF32 for float32 matmuls on GPUs; returns the autocast context factory (bfloat16 or none)."""
+    if device.type == "cuda" and config.tf32:
+        torch.set_float32_matmul_precision("high")  # float32 matmuls may use TF32 tensor cores
+        torch.backends.cudnn.allow_tf32 = True
+    dtype = resolve_dtype(config, device)
+    if dtype == torch.float32:
+        return nullcontext
+    return lambda: torch.autocast(device.type, dtype=dtype)
+
+
+def setup(config, out_dir, runtime, resume, data_dir, parts):
+    """Build the model, optimizer and loaders (restored from out_dir's checkpoint when resuming)."""
+    device, W = runtime.device, runtime.world_size
+    B, T = config.batch_size, config.seq_len
+    grad_accum = parts.grad_accum_steps(config.total_batch_tokens, B, T, W)
+    autocast = speed_settings(config, device)
+    train_pattern, val_pattern = data_patterns(config, data_dir, runtime)
+    train_loader = ShardLoader(train_pattern, B, T, runtime.rank, W, grad_accum)
+    val_loader = ShardLoader(val_pattern, B, T, runtime.rank, W)
+
+    state = load_latest_good(out_dir, say=tqdm.write if runtime.master else print) if resume else None
+    torch.manual_seed(config.seed)
+    raw_model = build_model(config, device, state["model_config"] if state else None)
+    optimizer, fused = make_optimizer(raw_model, config, runtime, parts)
+    use_compile = config.compile == "on" or (config.compile == "auto" and device.type == "cuda")
+    model = torch.compile(raw_model) if use_compile else raw_model
+    if runtime.ddp:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    mc = raw_model.config
+    run = Run(config, Path(out_dir), runtime, parts, raw_model, model, optimizer, train_loader, val_loader,
+              autocast, grad_accum,
+              flops_token=parts.flops_per_token(raw_model.num_parameters(), mc.n_layer, mc.n_embd, T),
+              peak=peak_flops(device, resolve_dtype(config, device), config.peak_tflops))
+    if state:
+        restore(run, state)
+    measure_val(run)
+    if runtime.master:
+        run.baseline, run.baseline_bpb = unigram_baseline(train_pattern, run.lengths)
+        run.out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run.out_dir / "config.json", config.to_dict())
+        describe(run, use_compile, fused, train_pattern, val_pattern)
+        run.log = RunLog(run.out_dir / LOG_NAME, keep_up_to_step=run.step if resume else None)
+    run.hellaswag = load_hellaswag(run, data_dir)
+    return run
+
+
+def measure_val(run):
+    """How many validation batches each evaluation reads, and their size in tokens and bytes."""
+    config, W = run.config, run.runtime.world_size
+    if config.val_batches:
+        # val_batches counts batches over all processes (rounded up to a multiple of W), so the
+        # validation loss of a 2-process run averages the same chunks as a 1-process run
+        run.val_batches = -(-config.val_batches // W)
+    else:  # 0: the whole validation split, every chunk once
+        run.val_batches = run.val_loader.batches_per_pass()
+    run.lengths = token_byte_lengths(run_encoding(config.tokenizer))
+    size = torch.tensor(val_text_size(run.val_loader, run.val_batches, run.lengths), dtype=torch.float64)
+    if run.runtime.ddp:
+        size = size.to(run.runtime.device)
+        dist.all_reduce(size)
+    run.val_size = tuple(int(v) for v in size.tolist())
+
+
+def restore(run, state):
+    """Continue from a checkpoint: weights, AdamW moments, loader position, RNG states, step."""
+    run.raw_model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.train_loader.load_state_dict(state["train_loader"])
+    set_rng_state(state["rng"])
+    run.step = run.saved_step = state["step"]
+    run.last = {"step": run.step}
+    run.wall_before = state.get("wall_s", 0.0)
+    run.best_bpb = state.get("best_val_bpb", math.inf)
+
+
+def describe(run, use_compile, fused, train_pattern, val_pattern):
+    """Print the model, device, batch, data, unigram baseline and MFU peak of the run."""
+    config, mc, W = run.config, run.raw_model.config, run.runtime.world_size
+    dtype = resolve_dtype(config, run.runtime.device)
+    run.say(f"model: GPT-2 L={mc.n_layer} NH={mc.n_head} C={mc.n_embd} T={config.seq_len}, "
+            f"{run.raw_model.num_parameters():,} parameters ({'padded' if config.padded_vocab else 'unpadded'} vocab)")
+    run.say(f"device: {run.runtime.device} x {W} process(es), {str(dtype).replace('torch.', '')}, compile "
+            f"{'on' if use_compile else 'off'}, attention {config.attention}, AdamW {'fused' if fused else 'foreach'}"
+            f"{', ZeRO-1' if config.zero1 else ''}")
+    run.say(f"batch: {config.total_batch_tokens:,} tokens/step = {config.batch_size} x {config.seq_len} x {W} "
+            f"process(es) x {run.grad_accum} micro-steps; {config.max_steps} steps; peak LR {config.lr:g}")
+    run.say(f"data: {train_pattern} ({len(run.train_loader.paths)} shard(s)); val {val_pattern}")
+    tokens, n_bytes = run.val_size
+    run.say(f"validation: {run.val_batches * W} batches, {tokens:,} tokens = {n_bytes:,} bytes of text "
+            f"({n_bytes / tokens:.2f} bytes per token)")
+    run.say(f"unigram baseline: the entropy of the training tokens is {run.baseline:.4f} nats per token = "
+            f"{run.baseline_bpb:.3f} bits per byte; the loss must go below it to show the model uses context")
+    peak = run.peak
+    run.say(f"MFU: {'n/a on ' + run.runtime.device.type if peak is None else f'against a peak of {peak / 1e12:.1f} TFLOPS per device'}")
+
+
+def load_hellaswag(run, data_dir):
+    """The HellaSwag examples when the run evaluates them, else None."""
+    config, runtime = run.config, run.runtime
+    if not config.hellaswag_every:
+        return None
+    if run.raw_model.config.vocab_size < 50257:
+        raise ValueError(f"HellaSwag is tokenized with GPT-2's 50,257 tokens; this model has vocab_size="
+                         f"{run.raw_model.config.vocab_size}: use --hellaswag-every 0 or a GPT-2-vocabulary model")
+    if not runtime.master and runtime.ddp:
+        dist.barrier()  # rank 0 downloads the file (once) before the others read it
+    examples = hellaswag_examples(config.hellaswag_path, config.hellaswag_examples, data_dir)
+    if runtime.master and runtime.ddp:
+        dist.barrier()
+    return examples
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. one optimizer step
+
+
+def train_step(run):
+    """One optimizer step; returns its log record and advances run.step.
+
+    Raises TrainingDiverged, before changing any weight, when the loss or the norm is not finite.
+    """
+    config, runtime, device = run.config, run.runtime, run.runtime.device
+    t0 = time.perf_counter()
+    lr = run.parts.lr_at(run.step, config.lr, config.warmup_steps, config.max_steps, config.min_lr_frac)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    loss_sum = torch.zeros((), device=device)
+    for micro in range(run.grad_accum):
+        x, y = run.train_loader.next_batch()
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        # subtle: only the last micro-batch all-reduces gradients across processes
+        sync = not runtime.ddp or micro == run.grad_accum - 1
+        with (nullcontext() if sync else run.model.no_sync()):
+            with run.autocast():
+                _, loss = run.model(x, y)
+            loss = loss / run.grad_accum  # the mean over micro-batches, not the sum
+            loss_sum += loss.detach()
+            loss.backward()
+    if runtime.ddp:
+        dist.all_reduce(loss_sum)
+        loss_sum /= runtime.world_size
+    norm = torch.nn.utils.clip_grad_norm_(run.raw_model.parameters(), config.grad_clip or float("inf"))
+    loss_value, norm_value = loss_sum.item(), norm.item()
+    if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+        raise diverged(run, loss_value, norm_value, lr)
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    tokens_per_s = config.total_batch_tokens / dt
+    mfu = run.flops_token * tokens_per_s / (run.peak * runtime.world_size) if run.peak else None
+    run.step += 1
+    return {"step": run.step, "loss": loss_value, "lr": lr, "grad_norm": norm_value,
+            "tokens_per_s": tokens_per_s, "mfu": mfu, "dt_ms": dt * 1000}
+
+
+def diverged(run, loss_value, norm_value, lr):
+    """The TrainingDiverged error for a non-finite loss or gradient norm at the coming step."""
+    kept = (f"the last good checkpoint, {run.out_dir / CHECKPOINT_NAME} (step {run.saved_step}), is untouched"
+            if run.saved_step is not None else "no checkpoint had been written yet")
+    return TrainingDiverged(
+        f"step {run.step + 1}: the loss is {loss_value} and the gradient norm {norm_value} (LR {lr:.3g}); "
+        f"training stopped before applying this step and {kept}. Lower --lr, lengthen "
+        f"--warmup-steps or keep --grad-clip on, then resume or start again.")
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. evaluation and logging
+
+
+def evaluate_val(run):
+    """The validation loss in nats per token averaged over processes, and in bits per byte."""
+    W = run.runtime.world_size
+    loss = val_loss(run.model, run.val_loader, run.val_batches, run.runtime.device, run.autocast)
+    if run.runtime.ddp:
+        dist.all_reduce(loss)
+        loss /= W
+    loss = loss.item()
+    return loss, bits_per_byte(loss, *run.val_size)
+
+
+def evaluate_hellaswag(run):
+    """HellaSwag accuracy (acc_norm) over the examples, summed over processes."""
+    runtime = run.runtime
+    correct, total = hellaswag_accuracy(run.raw_model, run.hellaswag, runtime.device, run.autocast,
+                                        runtime.rank, runtime.world_size)
+    counts = torch.tensor([correct, total], dtype=torch.float64, device=runtime.device)
+    if runtime.ddp:
+        dist.all_reduce(counts)
+    return (counts[0] / counts[1]).item()
+
+
+def write_sample(run):
+    """Sample from the model, print it and append it to samples.txt."""
+    config, enc = run.config, run_encoding(run.config.tokenizer)
+    start = enc.eot_token if enc.eot_token < run.raw_model.config.vocab_size else 0  # toy models: token 0
+    tokens = generate(run.raw_model, [start], config.sample_tokens, seed=config.seed, device=run.runtime.device)
+    text = enc.decode(tokens[1:])
+    run.say(f"--- sample at step {run.step} ---\n{text}\n---")
+    with open(run.out_dir / "samples.txt", "a") as f:
+        f.write(f"--- step {run.step} ---\n{text}\n")
+
+
+def first_evaluation(run):
+    """The validation loss of the untrained model, logged as step 0."""
+    first, bpb = evaluate_val(run)
+    if run.runtime.master:
+        run.log.write({"step": 0, "val_loss": first, "val_bpb": bpb})
+        run.say(f"step 0: val loss {first:.4f} = {bpb:.3f} bits per byte (a uniform guess over "
+                f"{run.config.vocab_size} tokens would score {math.log(run.config.vocab_size):.4f})")
+
+
+def due(every, step, final):
+    return bool(every) and (step % every == 0 or final)
+
+
+def evaluate_and_log(run, record, bar):
+    """Add the evaluations due at this step to `record`, log it, sample, and move the progress bar."""
+    config, done = run.config, run.step
+    final = done == config.max_steps
+    if due(config.val_every, done, final):
+        record["val_loss"], record["val_bpb"] = evaluate_val(run)
+    if run.hellaswag is not None and due(config.hellaswag_every, done, final):
+        record["hellaswag"] = evaluate_hellaswag(run)
+    run.last = record
+    if not run.runtime.master:
+        return
+    run.log.write(record)
+    if due(config.sample_every, done, final):
+        write_sample(run)
+    mfu = record["mfu"]
+    postfix = {"loss": f"{record['loss']:.3f}", "tok/s": f"{record['tokens_per_s']:,.0f}",
+               "mfu": "n/a" if mfu is None else f"{100 * mfu:.1f}%"}
+    if "val_loss" in record:
+        postfix["val_bpb"] = f"{record['val_bpb']:.3f}"
+        run.say(f"step {done}: loss {record['loss']:.4f}, val loss {record['val_loss']:.4f} = "
+                f"{record['val_bpb']:.3f} bits per byte")
+    bar.set_postfix(postfix, refresh=False)
+    bar.update(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. checkpoints and stopping
+
+
+def write_checkpoint(run, name=CHECKPOINT_NAME):
+    """Save everything needed to continue after run.step (rank 0 writes; the others wait).
+
+    checkpoint.pt moves to checkpoint.prev.pt first; name=BEST_NAME writes the best-validation copy.
+    """
+    if name == CHECKPOINT_NAME:
+        run.saved_step = run.step
+    if run.config.zero1:
+        run.optimizer.consolidate_state_dict(to=0)  # gather every rank's share of the AdamW state
+    if run.runtime.master:
+        save_checkpoint(run.out_dir / name, {
+            "model": run.raw_model.state_dict(), "model_config": asdict(run.raw_model.config),
+            "optimizer": run.optimizer.state_dict(), "train_loader": run.train_loader.state_dict(),
+            "rng": rng_state(), "step": run.step, "config": run.config.to_dict(), "wall_s": run.wall_s(),
+            "best_val_bpb": run.best_bpb}, keep_previous=name == CHECKPOINT_NAME)
+    if run.runtime.ddp:
+        dist.barrier()
+
+
+def keep_best(run, record):
+    """Write checkpoint.best.pt when this step's validation bits per byte is the best so far."""
+    if record.get("val_bpb", math.inf) < run.best_bpb:
+        run.best_bpb = record["val_bpb"]
+        write_checkpoint(run, BEST_NAME)
+
+
+def stop_requested(run, signals, stop_at):
+    """Whether to stop after this step: a signal on any process, or stop_at reached."""
+    stop = signals.received is not None
+    if run.runtime.ddp:  # every process must agree, or the others would wait forever
+        flag = torch.tensor([float(stop)], device=run.runtime.device)
+        dist.all_reduce(flag)
+        stop = bool(flag.item())
+    if stop or run.step == stop_at:
+        run.stopped_by = signals.received or f"stop_at={stop_at}"
+        return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. finishing
+
+
+def finish(run):
+    """Write summary.json, say where the run's files are; returns the summary."""
+    last = run.last or {"step": run.step}
+    this_part = time.perf_counter() - run.wall_start
+    summary = {"step": last["step"], "loss": last.get("loss"), "val_loss": last.get("val_loss"),
+               "val_bpb": last.get("val_bpb"), "best_val_bpb": None if math.isinf(run.best_bpb) else run.best_bpb,
+               "unigram_entropy": run.baseline, "unigram_bpb": run.baseline_bpb,
+               "wall_s": run.wall_before + this_part, "wall_s_this_part": this_part,
+               "stopped_by": run.stopped_by, "out_dir": str(run.out_dir)}
+    if not run.runtime.master:
+        return summary
+    atomic_write_json(run.out_dir / "summary.json", summary)
+    if run.stopped_by:
+        run.say(f"stopped at step {last['step']} ({run.stopped_by}); checkpoint saved in {run.out_dir}; "
+                f"continue with: llmc train --resume --out {run.out_dir}")
+    else:
+        run.say(f"done: {last['step']} steps in {summary['wall_s']:.0f} s; final loss {last.get('loss'):.4f}"
+                + (f", val loss {summary['val_loss']:.4f} = {summary['val_bpb']:.3f} bits per byte"
+                   if summary["val_loss"] is not None else "")
+                + f" (unigram baseline {run.baseline:.4f} = {run.baseline_bpb:.3f} bits per byte)")
+        say_where(run)
+    return summary
+
+
+def say_where(run):
+    """Where the run's files are, and the commands that use them."""
+    out = run.out_dir
+    run.say(f"checkpoint: {out / CHECKPOINT_NAME}\nlog:        {out / LOG_NAME}\n"
+            f"samples:    {out / 'samples.txt'}\nsample:     llmc sample {out} --prompt \"ROMEO.\"\n"
+            f"plot:       llmc plot {out}   (writes {out / 'loss.png'})")
+
+
+# ---------------------------------------------------------------------------------------------
 # the loop
 
 
@@ -221,209 +598,43 @@ def train(config: TrainConfig, out_dir, *, resume=False, data_dir=None, stop_at=
     if not isinstance(parts, TrainerParts):
         raise TypeError(f"parts must be a TrainerParts (llmc_core.train.parts), got {type(parts).__name__}")
     runtime = Runtime(config)
+    lock = claim_run_dir(Path(out_dir)) if runtime.master else None
     try:
-        return _train(config, Path(out_dir), runtime, resume, data_dir, stop_at, progress, parts)
+        run = setup(config, Path(out_dir), runtime, resume, data_dir, parts)
+        run_loop(run, stop_at, progress)
+        return finish(run)
     finally:
+        if lock is not None:
+            lock.release()
         if runtime.ddp and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _train(config, out_dir, runtime, resume, data_dir, stop_at, progress, parts):
-    wall_start = time.perf_counter()
-    device, master, W = runtime.device, runtime.master, runtime.world_size
-    say = tqdm.write if master else (lambda *a, **k: None)
-    B, T = config.batch_size, config.seq_len
-    grad_accum = parts.grad_accum_steps(config.total_batch_tokens, B, T, W)
+def claim_run_dir(out_dir):
+    """Lock the run folder for this run and clear what killed runs left in it."""
+    lock = RunLock(out_dir)
+    if lock.stale_pid is not None:
+        tqdm.write(f"{out_dir}: took over the lock left by process {lock.stale_pid}, which is no longer running")
+    removed = remove_stale_temporaries(out_dir)
+    if removed:
+        tqdm.write(f"{out_dir}: removed {len(removed)} temporary file(s) of interrupted writes: {', '.join(removed)}")
+    return lock
 
-    # speed settings for GPUs: TF32 for float32 matmuls, bfloat16 autocast for the rest
-    if device.type == "cuda" and config.tf32:
-        torch.set_float32_matmul_precision("high")  # float32 matmuls may use TF32 tensor cores
-        torch.backends.cudnn.allow_tf32 = True
-    dtype = resolve_dtype(config, device)
-    autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype != torch.float32 else nullcontext
 
-    train_pattern, val_pattern = data_patterns(config, data_dir, runtime)
-    train_loader = ShardLoader(train_pattern, B, T, runtime.rank, W, grad_accum)
-    val_loader = ShardLoader(val_pattern, B, T, runtime.rank, W)
-
-    state = load_checkpoint(out_dir) if resume else None
-    torch.manual_seed(config.seed)
-    raw_model = build_model(config, device, state["model_config"] if state else None)
-    optimizer, fused = make_optimizer(raw_model, config, runtime, parts)
-    start_step = 0
-    if state:
-        raw_model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        train_loader.load_state_dict(state["train_loader"])
-        set_rng_state(state["rng"])
-        start_step = state["step"]
-        del state
-    use_compile = config.compile == "on" or (config.compile == "auto" and device.type == "cuda")
-    model = torch.compile(raw_model) if use_compile else raw_model
-    if runtime.ddp:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-        model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    n_params = raw_model.num_parameters()
-    flops_token = parts.flops_per_token(n_params, raw_model.config.n_layer, raw_model.config.n_embd, T)
-    peak = peak_flops(device, dtype, config.peak_tflops)
-    baseline = unigram_entropy(train_pattern) if master else None
-    if master:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out_dir / "config.json", config.to_dict())
-        say(f"model: GPT-2 L={raw_model.config.n_layer} NH={raw_model.config.n_head} C={raw_model.config.n_embd} "
-            f"T={T}, {n_params:,} parameters ({'padded' if config.padded_vocab else 'unpadded'} vocab)")
-        say(f"device: {device} x {W} process(es), {str(dtype).replace('torch.', '')}, compile "
-            f"{'on' if use_compile else 'off'}, attention {config.attention}, AdamW {'fused' if fused else 'foreach'}"
-            f"{', ZeRO-1' if config.zero1 else ''}")
-        say(f"batch: {config.total_batch_tokens:,} tokens/step = {B} x {T} x {W} process(es) x {grad_accum} "
-            f"micro-steps; {config.max_steps} steps; peak LR {config.lr:g}")
-        say(f"data: {train_pattern} ({len(train_loader.paths)} shard(s)); val {val_pattern}")
-        say(f"unigram baseline: the entropy of the training tokens is {baseline:.4f} nats; "
-            f"the loss must go below it to show the model uses context")
-        say(f"MFU: {'n/a on ' + device.type if peak is None else f'against a peak of {peak / 1e12:.1f} TFLOPS per device'}")
-    log = RunLog(out_dir / LOG_NAME, keep_up_to_step=start_step if resume else None) if master else None
-
-    # val_batches counts batches over all processes (rounded up to a multiple of W), so the
-    # validation loss of a 2-process run averages the same chunks as a 1-process run
-    val_batches_per_rank = -(-config.val_batches // W)
-
-    def evaluate_val():
-        loss = val_loss(model, val_loader, val_batches_per_rank, device, autocast)
-        if runtime.ddp:
-            dist.all_reduce(loss)
-            loss /= W
-        return loss.item()
-
-    hellaswag = None
-    if config.hellaswag_every:
-        if raw_model.config.vocab_size < 50257:
-            raise ValueError(f"HellaSwag is tokenized with GPT-2's 50,257 tokens; this model has vocab_size="
-                             f"{raw_model.config.vocab_size}: use --hellaswag-every 0 or a GPT-2-vocabulary model")
-        if not runtime.master and runtime.ddp:
-            dist.barrier()  # rank 0 downloads the file (once) before the others read it
-        hellaswag = hellaswag_examples(config.hellaswag_path, config.hellaswag_examples, data_dir)
-        if runtime.master and runtime.ddp:
-            dist.barrier()
-
-    def evaluate_hellaswag():
-        correct, total = hellaswag_accuracy(raw_model, hellaswag, device, autocast, runtime.rank, W)
-        counts = torch.tensor([correct, total], dtype=torch.float64, device=device)
-        if runtime.ddp:
-            dist.all_reduce(counts)
-        return (counts[0] / counts[1]).item()
-
-    def write_sample(step):
-        text = sample_text(raw_model, "", config.sample_tokens, seed=config.seed, device=device)
-        say(f"--- sample at step {step} ---\n{text}\n---")
-        with open(out_dir / "samples.txt", "a") as f:
-            f.write(f"--- step {step} ---\n{text}\n")
-
-    saved_step = [start_step if resume else None]  # the step of the checkpoint on disk
-
-    def write_checkpoint(step):
-        saved_step[0] = step
-        if config.zero1:
-            optimizer.consolidate_state_dict(to=0)  # gather every rank's share of the AdamW state
-        if master:
-            save_checkpoint(out_dir / CHECKPOINT_NAME, {
-                "model": raw_model.state_dict(), "model_config": asdict(raw_model.config),
-                "optimizer": optimizer.state_dict(), "train_loader": train_loader.state_dict(),
-                "rng": rng_state(), "step": step, "config": config.to_dict()})
-        if runtime.ddp:
-            dist.barrier()
-
-    if start_step == 0 and config.val_every:
-        first = evaluate_val()
-        if master:
-            log.write({"step": 0, "val_loss": first})
-            say(f"step 0: val loss {first:.4f} (a uniform guess over {config.vocab_size} tokens "
-                f"would score {math.log(config.vocab_size):.4f})")
-
-    bar = tqdm(total=config.max_steps, initial=start_step, unit="step", disable=not (master and progress),
-               dynamic_ncols=True)
-    last = {"step": start_step}
-    stopped_by = None
-    with StopSignals() as signals:
-        for step in range(start_step, config.max_steps):
-            t0 = time.perf_counter()
-            lr = parts.lr_at(step, config.lr, config.warmup_steps, config.max_steps, config.min_lr_frac)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            loss_sum = torch.zeros((), device=device)
-            for micro in range(grad_accum):
-                x, y = train_loader.next_batch()
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                # subtle: only the last micro-batch all-reduces gradients across processes
-                sync = not runtime.ddp or micro == grad_accum - 1
-                with (nullcontext() if sync else model.no_sync()):
-                    with autocast():
-                        _, loss = model(x, y)
-                    loss = loss / grad_accum  # the mean over micro-batches, not the sum
-                    loss_sum += loss.detach()
-                    loss.backward()
-            if runtime.ddp:
-                dist.all_reduce(loss_sum)
-                loss_sum /= W
-            norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), config.grad_clip or float("inf"))
-            loss_value, norm_value = loss_sum.item(), norm.item()
-            if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
-                bar.close()
-                kept = (f"the last good checkpoint, {out_dir / CHECKPOINT_NAME} (step {saved_step[0]}), is untouched"
-                        if saved_step[0] is not None else "no checkpoint had been written yet")
-                raise TrainingDiverged(
-                    f"step {step + 1}: the loss is {loss_value} and the gradient norm {norm_value} (LR {lr:.3g}); "
-                    f"training stopped before applying this step and {kept}. Lower --lr, lengthen "
-                    f"--warmup-steps or keep --grad-clip on, then resume or start again.")
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            dt = time.perf_counter() - t0
-            tokens_per_s = config.total_batch_tokens / dt
-            mfu = flops_token * tokens_per_s / (peak * W) if peak else None
-            done = step + 1
-            record = {"step": done, "loss": loss_value, "lr": lr, "grad_norm": norm_value,
-                      "tokens_per_s": tokens_per_s, "mfu": mfu, "dt_ms": dt * 1000}
-            final = done == config.max_steps
-            if config.val_every and (done % config.val_every == 0 or final):
-                record["val_loss"] = evaluate_val()
-            if hellaswag is not None and (done % config.hellaswag_every == 0 or final):
-                record["hellaswag"] = evaluate_hellaswag()
-            if master:
-                log.write(record)
-                if config.sample_every and (done % config.sample_every == 0 or final):
-                    write_sample(done)
-                postfix = {"loss": f"{loss_value:.3f}", "tok/s": f"{tokens_per_s:,.0f}",
-                           "mfu": "n/a" if mfu is None else f"{100 * mfu:.1f}%"}
-                if "val_loss" in record:
-                    postfix["val"] = f"{record['val_loss']:.3f}"
-                    say(f"step {done}: loss {loss_value:.4f}, val loss {record['val_loss']:.4f}")
-                bar.set_postfix(postfix, refresh=False)
-                bar.update(1)
-            last = record
-            stop = signals.received is not None
-            if runtime.ddp:  # every process must agree, or the others would wait forever
-                flag = torch.tensor([float(stop)], device=device)
-                dist.all_reduce(flag)
-                stop = bool(flag.item())
-            stop = stop or done == stop_at
-            if final or stop or (config.checkpoint_every and done % config.checkpoint_every == 0):
-                write_checkpoint(done)
+def run_loop(run, stop_at, progress):
+    """Steps 2-4 until config.max_steps, a signal or stop_at."""
+    config = run.config
+    if run.step == 0 and config.val_every:
+        first_evaluation(run)
+    bar = tqdm(total=config.max_steps, initial=run.step, unit="step", dynamic_ncols=True,
+               disable=not (run.runtime.master and progress))
+    with StopSignals() as signals, bar:
+        while run.step < config.max_steps:
+            record = train_step(run)
+            evaluate_and_log(run, record, bar)
+            keep_best(run, record)
+            stop = stop_requested(run, signals, stop_at)
+            if stop or run.step == config.max_steps or due(config.checkpoint_every, run.step, False):
+                write_checkpoint(run)
             if stop:
-                stopped_by = signals.received or f"stop_at={stop_at}"
                 break
-    bar.close()
-    summary = {"step": last["step"], "loss": last.get("loss"), "val_loss": last.get("val_loss"),
-               "unigram_entropy": baseline, "wall_s": time.perf_counter() - wall_start,
-               "stopped_by": stopped_by, "out_dir": str(out_dir)}
-    if master:
-        atomic_write_json(out_dir / "summary.json", summary)
-        if stopped_by:
-            say(f"stopped at step {last['step']} ({stopped_by}); checkpoint saved in {out_dir}; "
-                f"continue with: llmc train --resume --out {out_dir}")
-        else:
-            say(f"done: {last['step']} steps in {summary['wall_s']:.0f} s; final loss {last.get('loss'):.4f}"
-                + (f", val loss {summary['val_loss']:.4f}" if summary["val_loss"] is not None else "")
-                + f" (unigram baseline {baseline:.4f}); checkpoint and log in {out_dir}")
-    return summary
