@@ -234,7 +234,9 @@ def test_train_step_equals_the_trainers_train_step(nb, toy_data, tmp_path):
         assert ours["loss"] == pytest.approx(theirs["loss"], rel=1e-6)
         assert ours["grad_norm"] == pytest.approx(theirs["grad_norm"], rel=1e-5)
     for (name, p), q in zip(mine.raw_model.named_parameters(), own.raw_model.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6, msg=name)
+        # atol 1e-5: the key part of c_attn.bias has a zero gradient in exact arithmetic (softmax ignores a
+        # shift shared by all keys), and AdamW normalizes its float32 rounding noise into visible steps
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=name)
 
 
 def test_a_plugged_in_step_that_diverges_stops_the_run(toy_data, tmp_path):
