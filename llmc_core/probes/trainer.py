@@ -11,6 +11,7 @@ random draws must be the uninterrupted run's.
 """
 import math
 import random
+import re
 import tempfile
 from pathlib import Path
 
@@ -250,9 +251,22 @@ def stops_before_a_nan_step(nb):
 
 # ---------------------------------------------------------------- checkpoints
 
+def read_back(path):
+    """The trainer's load_checkpoint, with its error shortened to what a learner can act on."""
+    from llmc_core.train.checkpoint import load_checkpoint
+    try:
+        return load_checkpoint(path)
+    except ValueError as e:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if found is None:
+            raise
+        raise ValueError(f"torch.load(weights_only=True) cannot read your training_state back: it holds a "
+                         f"{found.group(1)} object; keep only tensors and plain Python values (a numpy array: .tolist())") from None
+
+
 def checkpoint_round_trip(nb):
     """Train 2 steps, save through the trainer's checkpoint file, restore into fresh objects, go on 2 steps."""
-    from llmc_core.train.checkpoint import load_checkpoint, save_checkpoint
+    from llmc_core.train.checkpoint import save_checkpoint
     from llmc_core.train.loader import ShardLoader
     from llmc_core.train.shards import write_shard
     config = GPT2Config(block_size=8, vocab_size=32, n_layer=1, n_head=2, n_embd=16)
@@ -280,7 +294,7 @@ def checkpoint_round_trip(nb):
         save_checkpoint(Path(tmp) / "checkpoint.pt", {**state, "config": {}})  # the trainer adds its config
         random.seed(6), np.random.seed(6), torch.manual_seed(6)  # a new process draws other numbers
         model, optimizer, loader = fresh(4)  # ... and starts from other weights
-        step_back = nb.restore_training_state(load_checkpoint(Path(tmp) / "checkpoint.pt"), model, optimizer, loader)
+        step_back = nb.restore_training_state(read_back(Path(tmp) / "checkpoint.pt"), model, optimizer, loader)
         draws = [random.random(), float(np.random.rand()), torch.rand(()).item()]
         losses = [step(model, optimizer, loader) for _ in range(3)]
     return {"step": step_back, "losses": losses, "draws": draws}
