@@ -136,46 +136,6 @@ def stale_gradients_cleared(nb):
     return {"loss": float(loss), "ln_f.weight": model.ln_f.weight.grad.numpy().copy()}
 
 
-# ---------------------------------------------------------------- data loading
-
-def positions(nb, W, M, B, T, n_tokens, steps):
-    return [[[nb.batch_start(s, m, r, W, M, B, T, n_tokens) for r in range(W)] for m in range(M)] for s in range(steps)]
-
-
-@probe("trainer/batch_start", points=2, hint="Within a step, micro-step m of rank r reads chunk m * W + r; step s starts at chunk s * W * M; a chunk is B * T tokens.")
-def two_ranks_two_micro_steps(nb):
-    return positions(nb, 2, 2, 3, 5, 10_000, 4)
-
-
-@probe("trainer/batch_start", points=1, hint="The shard holds (n_tokens - 1) // (B*T) chunks (the last target needs one more token); only whole steps are read, then it wraps: use step % steps_per_pass.")
-def wraps_after_whole_steps(nb):
-    return positions(nb, 3, 1, 2, 4, 8 * 10 + 1, 9) + positions(nb, 1, 2, 4, 4, 16 * 7, 6)
-
-
-@probe("trainer/batch_start", points=1, hint="Raise ValueError for rank outside 0..world_size-1, micro outside 0..micro_steps-1, or a shard too short for one step.")
-def bad_arguments(nb):
-    return [raised(nb.batch_start, 0, 0, 2, 2, 1, 4, 4, 100),
-            raised(nb.batch_start, 0, 1, 0, 2, 1, 4, 4, 100),
-            raised(nb.batch_start, 0, 0, 0, 2, 2, 4, 4, 64)]
-
-
-# ---------------------------------------------------------------- FLOPs and MFU
-
-@probe("trainer/flops_per_token", points=1, hint="6 * num_params for the parameter matmuls (forward + backward), plus 6 * n_layer * n_embd * seq_len for attention.")
-def flop_counts(nb):
-    return [nb.flops_per_token(124_475_904, 12, 768, 1024), nb.flops_per_token(3_418_880, 4, 64, 128), nb.flops_per_token(1000, 3, 5, 7)]
-
-
-@probe("trainer/mfu", points=1, hint="MFU = tokens_per_s * flops_per_token / (peak_flops * world_size).", rtol=1e-9, atol=0.0)
-def utilization(nb):
-    return [nb.mfu(400_000, 7.5e8, 989e12), nb.mfu(3_000_000, 7.5e8, 989e12, world_size=8), nb.mfu(1234.5, 2e7, 1e12, 1)]
-
-
-@probe("trainer/mfu", points=1, hint="Raise ValueError when peak_flops <= 0: a CPU has no known peak.")
-def unknown_peak(nb):
-    return [raised(nb.mfu, 1000.0, 1e6, 0.0), raised(nb.mfu, 1000.0, 1e6, -1.0)]
-
-
 # ---------------------------------------------------------------- gradient clipping
 
 def clip_case(nb, scale, max_norm):
@@ -249,6 +209,29 @@ def stops_before_a_nan_step(nb):
     return {"raised": error, "weights changed": int(changed)}
 
 
+# ---------------------------------------------------------------- data loading
+
+def positions(nb, W, M, B, T, n_tokens, steps):
+    return [[[nb.batch_start(s, m, r, W, M, B, T, n_tokens) for r in range(W)] for m in range(M)] for s in range(steps)]
+
+
+@probe("trainer/batch_start", points=2, hint="Within a step, micro-step m of rank r reads chunk m * W + r; step s starts at chunk s * W * M; a chunk is B * T tokens.")
+def two_ranks_two_micro_steps(nb):
+    return positions(nb, 2, 2, 3, 5, 10_000, 4)
+
+
+@probe("trainer/batch_start", points=1, hint="The shard holds (n_tokens - 1) // (B*T) chunks (the last target needs one more token); only whole steps are read, then it wraps: use step % steps_per_pass.")
+def wraps_after_whole_steps(nb):
+    return positions(nb, 3, 1, 2, 4, 8 * 10 + 1, 9) + positions(nb, 1, 2, 4, 4, 16 * 7, 6)
+
+
+@probe("trainer/batch_start", points=1, hint="Raise ValueError for rank outside 0..world_size-1, micro outside 0..micro_steps-1, or a shard too short for one step.")
+def bad_arguments(nb):
+    return [raised(nb.batch_start, 0, 0, 2, 2, 1, 4, 4, 100),
+            raised(nb.batch_start, 0, 1, 0, 2, 1, 4, 4, 100),
+            raised(nb.batch_start, 0, 0, 0, 2, 2, 4, 4, 64)]
+
+
 # ---------------------------------------------------------------- checkpoints
 
 def read_back(path):
@@ -311,3 +294,20 @@ def resumed_losses(nb):
 def random_generators_restored(nb):
     """the same round trip; the first draw of Python's, numpy's and torch's generators after the restore"""
     return checkpoint_round_trip(nb)["draws"]
+
+
+# ---------------------------------------------------------------- FLOPs and MFU
+
+@probe("trainer/flops_per_token", points=1, hint="6 * num_params for the parameter matmuls (forward + backward), plus 6 * n_layer * n_embd * seq_len for attention.")
+def flop_counts(nb):
+    return [nb.flops_per_token(124_475_904, 12, 768, 1024), nb.flops_per_token(3_418_880, 4, 64, 128), nb.flops_per_token(1000, 3, 5, 7)]
+
+
+@probe("trainer/mfu", points=1, hint="MFU = tokens_per_s * flops_per_token / (peak_flops * world_size).", rtol=1e-9, atol=0.0)
+def utilization(nb):
+    return [nb.mfu(400_000, 7.5e8, 989e12), nb.mfu(3_000_000, 7.5e8, 989e12, world_size=8), nb.mfu(1234.5, 2e7, 1e12, 1)]
+
+
+@probe("trainer/mfu", points=1, hint="Raise ValueError when peak_flops <= 0: a CPU has no known peak.")
+def unknown_peak(nb):
+    return [raised(nb.mfu, 1000.0, 1e6, 0.0), raised(nb.mfu, 1000.0, 1e6, -1.0)]
