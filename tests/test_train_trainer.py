@@ -9,6 +9,7 @@ from llmc_core.gpt2 import GPT2
 from llmc_core.train.checkpoint import load_checkpoint
 from llmc_core.train.config import TrainConfig
 from llmc_core.train.optim import lr_at, param_groups
+from llmc_core.train.parts import resume_and_straight
 from llmc_core.train.trainer import TrainingDiverged, read_log, train
 
 
@@ -46,12 +47,9 @@ def test_run_logs_every_step_and_learns(data, tmp_path):
 
 
 def test_resume_reproduces_the_uninterrupted_losses(data, tmp_path):
-    config = tiny(data, max_steps=8)
-    train(config, tmp_path / "straight", progress=False)
-    stopped = train(config, tmp_path / "resumed", stop_at=3, progress=False)
-    assert stopped["stopped_by"] == "stop_at=3" and load_checkpoint(tmp_path / "resumed")["step"] == 3
-    train(config, tmp_path / "resumed", resume=True, progress=False)
-    straight, resumed = losses(tmp_path / "straight"), losses(tmp_path / "resumed")
+    # the property lesson 08 checks the learner's checkpoint code with, on the trainer's own parts
+    straight, resumed = resume_and_straight(tiny(data, max_steps=8), tmp_path, stop_at=3)
+    assert load_checkpoint(tmp_path / "resumed" / "checkpoint.prev.pt")["step"] == 3  # where it was stopped
     assert sorted(resumed) == list(range(1, 9))  # steps 4.. redone after the checkpoint, no duplicates
     # on the CPU, with the same thread count, the resumed run is bit-identical (tolerance 0)
     assert [resumed[s] for s in range(1, 9)] == [straight[s] for s in range(1, 9)]

@@ -4,16 +4,32 @@ Schedules are probed at every step of short runs with odd lengths, so an off-by-
 warmup or the cosine shows; parameter groups on a model whose 1-D and 2-D tensors are
 interleaved; gradient accumulation on a tiny GPT-2 with unequal micro-batch losses, so a
 missing 1/k shows as a factor; loader positions over several passes, so wrap-around shows.
+Clipping on gradients above and below the cap; the training step on a tiny GPT-2 with AdamW,
+clipping active, and a NaN weight that must stop it before AdamW's step; checkpoints through
+the trainer's own file format into a fresh model, optimizer and loader, whose next losses and
+random draws must be the uninterrupted run's.
 """
+import math
+import random
+import re
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from llmc_core.exercises import probe, raised
 from llmc_core.gpt2 import GPT2, GPT2Config
 
-# Which earlier exercises each exercise runs: none, each function of this lesson is probed on its own
-# (mfu takes flops per token as a number; accumulate_gradients needs no micro-step count).
-USES = {}
+# Which earlier exercises each exercise runs (the training step calls the learner's accumulation and clipping).
+USES = {"trainer/train_step": ("trainer/accumulate", "trainer/clip_grad_norm")}
+
+# The first hint of each exercise: the idea, before the formula or API in the probe's own hint.
+NUDGES = {
+    "trainer/clip_grad_norm": "One norm over all the gradients together, as if they were one long vector; scale only when it is too long.",
+    "trainer/train_step": "The order matters: LR, gradients, clip, the finite check, then the optimizer step.",
+    "trainer/checkpoint": "A resumed run must see the same weights, optimizer moments, next batch and random numbers as one that never stopped.",
+}
 
 
 # ---------------------------------------------------------------- LR schedule
@@ -121,6 +137,79 @@ def stale_gradients_cleared(nb):
     return {"loss": float(loss), "ln_f.weight": model.ln_f.weight.grad.numpy().copy()}
 
 
+# ---------------------------------------------------------------- gradient clipping
+
+def clip_case(nb, scale, max_norm):
+    """Seeded gradients on three tensors (one without a gradient); returns the norm and the gradients after."""
+    generator = torch.Generator().manual_seed(7)
+    params = [torch.nn.Parameter(torch.zeros(shape)) for shape in ((4, 3), (5,), (2, 2, 2))]
+    for p in params[:2]:
+        p.grad = scale * torch.randn(p.shape, generator=generator)
+    norm = nb.clip_grad_norm(params, max_norm)
+    return {"norm": float(norm), "grads": [p.grad.numpy().copy() for p in params[:2]], "untouched": params[2].grad is None}
+
+
+@probe("trainer/clip_grad_norm", points=2, hint="norm = sqrt(sum of g**2 over every element of every gradient); above max_norm multiply each gradient in place by max_norm / (norm + 1e-6).", rtol=1e-5, atol=1e-7)
+def clipped(nb):
+    """gradients of norm ~30 on a (4, 3) and a (5,) tensor, a (2, 2, 2) tensor without one; max_norm 1.0"""
+    return clip_case(nb, 10.0, 1.0)
+
+
+@probe("trainer/clip_grad_norm", points=1, hint="Below max_norm (or max_norm = math.inf) leave the gradients as they are, and still return the norm.", rtol=1e-5, atol=1e-7)
+def not_clipped(nb):
+    """the same tensors with gradients of norm ~0.3 and max_norm 1.0, then max_norm inf"""
+    return [clip_case(nb, 0.1, 1.0), clip_case(nb, 10.0, math.inf)]
+
+
+# ---------------------------------------------------------------- the training step
+
+def tiny_run(seed):
+    """A 1-layer GPT-2 (C 16, V 32), AdamW over it, and a next_batch() over 8 seeded (2, 8) micro-batches."""
+    from llmc_core.train.optim import param_groups
+    model = GPT2(GPT2Config(block_size=8, vocab_size=32, n_layer=1, n_head=2, n_embd=16), seed=seed)
+    optimizer = torch.optim.AdamW(param_groups(model, 0.1), lr=1.0, betas=(0.9, 0.95), eps=1e-8)
+    rng = np.random.default_rng(seed)
+    batches = iter([tuple(torch.from_numpy(rng.integers(0, 32, size=(2, 8))) for _ in range(2)) for _ in range(8)])
+    return model, optimizer, lambda: next(batches)
+
+
+def after_step(model, optimizer):
+    return {"ln_f.weight": model.ln_f.weight.detach().numpy().copy(),
+            "c_fc.weight": model.h[0].mlp.c_fc.weight.detach().numpy().copy(),
+            "lr": [g["lr"] for g in optimizer.param_groups],
+            "grads cleared": all(p.grad is None for p in model.parameters())}
+
+
+@probe("trainer/train_step", points=2, hint="Set group['lr'] = lr in every optimizer.param_groups; loss = accumulate_gradients(model, [next_batch() for each micro-step]); norm = clip_grad_norm(model.parameters(), grad_clip); optimizer.step(); optimizer.zero_grad(set_to_none=True).", rtol=1e-4, atol=1e-6)
+def two_clipped_steps(nb):
+    """a 1-layer GPT-2 (C 16, V 32, seed 0) with AdamW; 2 steps of 3 micro-batches of (2, 8) ids, LR 1e-2 then 5e-3, grad_clip 0.1"""
+    model, optimizer, next_batch = tiny_run(0)
+    first = nb.train_step(model, optimizer, next_batch, 3, 1e-2, 0.1)
+    second = nb.train_step(model, optimizer, next_batch, 3, 5e-3, 0.1)
+    return {"loss, norm": [float(v) for v in (*first, *second)], **after_step(model, optimizer)}
+
+
+@probe("trainer/train_step", points=1, hint="grad_clip = 0 means no clipping: pass math.inf as the cap (`grad_clip or math.inf`).", rtol=1e-4, atol=1e-6)
+def no_clipping(nb):
+    """the same model (seed 1); one step of 2 micro-batches, LR 1e-2, grad_clip 0"""
+    model, optimizer, next_batch = tiny_run(1)
+    loss, norm = nb.train_step(model, optimizer, next_batch, 2, 1e-2, 0.0)
+    return {"loss, norm": [float(loss), float(norm)], **after_step(model, optimizer)}
+
+
+@probe("trainer/train_step", points=1, hint="Check math.isfinite(loss) and math.isfinite(norm) after clipping and raise FloatingPointError before optimizer.step(): a NaN that reaches the weights never leaves.")
+def stops_before_a_nan_step(nb):
+    """the same model (seed 2) with one NaN in ln_f.weight; one step of 2 micro-batches"""
+    model, optimizer, next_batch = tiny_run(2)
+    with torch.no_grad():
+        model.ln_f.weight[0] = float("nan")
+    before = [p.detach().clone() for p in model.parameters()]
+    error = raised(nb.train_step, model, optimizer, next_batch, 2, 1e-2, 1.0)
+    changed = sum(not torch.equal(a, p.detach()) and not torch.allclose(a, p.detach(), equal_nan=True)
+                  for a, p in zip(before, model.parameters()))
+    return {"raised": error, "weights changed": int(changed)}
+
+
 # ---------------------------------------------------------------- data loading
 
 def positions(nb, W, M, B, T, n_tokens, steps):
@@ -142,6 +231,70 @@ def bad_arguments(nb):
     return [raised(nb.batch_start, 0, 0, 2, 2, 1, 4, 4, 100),
             raised(nb.batch_start, 0, 1, 0, 2, 1, 4, 4, 100),
             raised(nb.batch_start, 0, 0, 0, 2, 2, 4, 4, 64)]
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def read_back(path):
+    """The trainer's load_checkpoint, with its error shortened to what a learner can act on."""
+    from llmc_core.train.checkpoint import load_checkpoint
+    try:
+        return load_checkpoint(path)
+    except ValueError as e:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if found is None:
+            raise
+        raise ValueError(f"torch.load(weights_only=True) cannot read your training_state back: it holds a "
+                         f"{found.group(1)} object; keep only tensors and plain Python values (a numpy array: .tolist())") from None
+
+
+def checkpoint_round_trip(nb):
+    """Train 2 steps, save through the trainer's checkpoint file, restore into fresh objects, go on 2 steps."""
+    from llmc_core.train.checkpoint import save_checkpoint
+    from llmc_core.train.loader import ShardLoader
+    from llmc_core.train.shards import write_shard
+    config = GPT2Config(block_size=8, vocab_size=32, n_layer=1, n_head=2, n_embd=16)
+    with tempfile.TemporaryDirectory() as tmp:
+        shard = Path(tmp) / "probe_train.bin"
+        write_shard(shard, np.random.default_rng(3).integers(0, 32, size=600))
+
+        def fresh(seed):
+            model = GPT2(config, seed=seed)
+            return model, torch.optim.AdamW(model.parameters(), lr=1e-2), ShardLoader(shard, 2, 8)
+
+        def step(model, optimizer, loader):
+            x, y = loader.next_batch()
+            _, loss = model(x, y)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            return loss.item()
+
+        model, optimizer, loader = fresh(3)
+        for _ in range(2):
+            step(model, optimizer, loader)
+        random.seed(5), np.random.seed(5), torch.manual_seed(5)
+        state = nb.training_state(model, optimizer, loader, 2)
+        save_checkpoint(Path(tmp) / "checkpoint.pt", {**state, "config": {}})  # the trainer adds its config
+        random.seed(6), np.random.seed(6), torch.manual_seed(6)  # a new process draws other numbers
+        model, optimizer, loader = fresh(4)  # ... and starts from other weights
+        step_back = nb.restore_training_state(read_back(Path(tmp) / "checkpoint.pt"), model, optimizer, loader)
+        draws = [random.random(), float(np.random.rand()), torch.rand(()).item()]
+        losses = [step(model, optimizer, loader) for _ in range(3)]
+    return {"step": step_back, "losses": losses, "draws": draws}
+
+
+@probe("trainer/checkpoint", points=2, hint="Save model.state_dict(), optimizer.state_dict() (AdamW's moments), loader.state_dict() and the step; restore each with its load_state_dict and return state['step'].", rtol=1e-5, atol=1e-7)
+def resumed_losses(nb):
+    """a 1-layer GPT-2 (C 16, V 32) with AdamW on a 600-token shard (B 2, T 8): 2 steps, save, restore into a fresh model (seed 4), 3 more steps"""
+    result = checkpoint_round_trip(nb)
+    return {"step": result["step"], "losses": result["losses"]}
+
+
+@probe("trainer/checkpoint", points=1, hint="rng: random.getstate(), np.random.get_state() with its key array as a list (torch.load(weights_only=True) refuses numpy arrays), torch.get_rng_state() and torch.cuda.get_rng_state_all() when CUDA is there; restore with random.setstate, np.random.set_state, torch.set_rng_state.", rtol=1e-12, atol=0.0)
+def random_generators_restored(nb):
+    """the same round trip; the first draw of Python's, numpy's and torch's generators after the restore"""
+    return checkpoint_round_trip(nb)["draws"]
 
 
 # ---------------------------------------------------------------- FLOPs and MFU

@@ -48,6 +48,21 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def training_state(model, optimizer, loader, step):
+    """What continuing after `step` needs: weights, AdamW's moments, the loader's position, RNG states, the step."""
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "train_loader": loader.state_dict(),
+            "rng": rng_state(), "step": step}
+
+
+def restore_training_state(state, model, optimizer, loader):
+    """Put a training_state back into model, optimizer, loader and the RNGs; returns its step."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    loader.load_state_dict(state["train_loader"])
+    set_rng_state(state["rng"])
+    return state["step"]
+
+
 def save_checkpoint(path, state, keep_previous=False):
     """Write the dict `state` to `path` atomically, with its checksum in the header.
 

@@ -34,8 +34,7 @@ from tqdm.auto import tqdm
 from llmc_core.fileio import atomic_write_json
 from llmc_core import modern
 from llmc_core.gpt2 import GPT2, GPT2Config
-from llmc_core.train.checkpoint import (BEST_NAME, CHECKPOINT_NAME, load_latest_good, rng_state, save_checkpoint,
-                                        set_rng_state)
+from llmc_core.train.checkpoint import BEST_NAME, CHECKPOINT_NAME, load_latest_good, save_checkpoint
 from llmc_core.train.config import TrainConfig
 from llmc_core.tokenizer import load_tokenizer, tokenizer_to_dict
 from llmc_core.train.evaluate import (bits_per_byte, hellaswag_accuracy, hellaswag_examples, token_byte_lengths, val_loss,
@@ -361,11 +360,8 @@ def measure_val(run):
 
 def restore(run, state):
     """Continue from a checkpoint: weights, AdamW moments, loader position, RNG states, step."""
-    run.raw_model.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.train_loader.load_state_dict(state["train_loader"])
-    set_rng_state(state["rng"])
-    run.step = run.saved_step = state["step"]
+    run.step = run.saved_step = run.parts.restore_training_state(state, run.raw_model, run.optimizer,
+                                                                 run.train_loader)
     run.last = {"step": run.step}
     run.wall_before = state.get("wall_s", 0.0)
     run.best_bpb = state.get("best_val_bpb", math.inf)
@@ -418,6 +414,9 @@ def train_step(run):
 
     Raises TrainingDiverged, before changing any weight, when the loss or the norm is not finite.
     """
+    if run.parts.train_step is not None:  # a lesson's own step in place of this one
+        from llmc_core.train.parts import plugged_step
+        return plugged_step(run)
     config, runtime, device = run.config, run.runtime, run.runtime.device
     t0 = time.perf_counter()
     lr = learning_rate(run)
@@ -619,9 +618,8 @@ def write_checkpoint(run, name=CHECKPOINT_NAME):
         run.optimizer.consolidate_state_dict(to=0)  # gather every rank's share of the AdamW state
     if run.runtime.master:
         save_checkpoint(run.out_dir / name, {
-            "model": run.raw_model.state_dict(), "model_config": asdict(run.raw_model.config),
-            "optimizer": run.optimizer.state_dict(), "train_loader": run.train_loader.state_dict(),
-            "rng": rng_state(), "step": run.step, "config": run.config.to_dict(), "wall_s": run.wall_s(),
+            **run.parts.training_state(run.raw_model, run.optimizer, run.train_loader, run.step),
+            "model_config": asdict(run.raw_model.config), "config": run.config.to_dict(), "wall_s": run.wall_s(),
             "tokenizer": tokenizer_to_dict(run.enc),
             "best_val_bpb": run.best_bpb}, keep_previous=name == CHECKPOINT_NAME)
     if run.runtime.ddp:
