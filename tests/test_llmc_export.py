@@ -132,8 +132,7 @@ def test_debug_state_reader_names_the_file(tmp_path, model, small_tokenizer):
 
 
 def test_cli_export_writes_llmc_files_for_the_runs_tokenizer(tmp_path, small_tokenizer, capsys):
-    from llmc_core.tokenizer import tokenizer_to_dict
-    from llmc_core.train.checkpoint import load_checkpoint, save_checkpoint
+    from llmc_core.tokenizer import save_tokenizer
     from llmc_core.train.cli import main
     from llmc_core.train.config import TrainConfig
     from llmc_core.train.shards import write_shard
@@ -142,13 +141,11 @@ def test_cli_export_writes_llmc_files_for_the_runs_tokenizer(tmp_path, small_tok
     tokens = np.asarray(small_tokenizer.encode_ordinary(tiny_shakespeare_text()[:8000]))
     write_shard(tmp_path / "t_train.bin", tokens, small_tokenizer)
     write_shard(tmp_path / "t_val.bin", tokens[:600], small_tokenizer)
-    config = TrainConfig(n_layer=2, n_head=2, n_embd=16, seq_len=16, vocab_size=320, batch_size=2,
+    save_tokenizer(small_tokenizer, tmp_path / "t.tokenizer")
+    config = TrainConfig(tokenizer=str(tmp_path / "t.tokenizer"), n_layer=2, n_head=2, n_embd=16, seq_len=16, vocab_size=320, batch_size=2,
                          total_batch_tokens=32, max_steps=1, warmup_steps=1, val_every=1, val_batches=1,
                          sample_every=0, train_data=str(tmp_path / "t_train.bin"), val_data=str(tmp_path / "t_val.bin"))
-    train(config, tmp_path / "run", progress=False)
-    state = load_checkpoint(tmp_path / "run")
-    if "tokenizer" not in state:  # what the trainer stores with the run
-        save_checkpoint(tmp_path / "run" / "checkpoint.pt", {**state, "tokenizer": tokenizer_to_dict(small_tokenizer)})
+    train(config, tmp_path / "run", progress=False)  # the checkpoint stores the run's tokenizer
     out = {name: tmp_path / f"{name}.bin" for name in ("model", "tok", "debug")}
     assert main(["export", str(tmp_path / "run"), str(out["model"]), "--tokenizer-bin", str(out["tok"]),
                  "--debug-state", str(out["debug"])]) == 0
