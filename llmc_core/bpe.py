@@ -10,7 +10,7 @@ lesson 02:
 
 The grader hides the copy from a child grading lesson 04 itself, so it cannot hand out answers.
 """
-from llmc_core.numpy_gpt2 import solution
+from llmc_core.numpy_gpt2 import served_from_references
 
 # The names the solution notebook provides, in the order the lesson defines them.
 NAMES = {
@@ -19,8 +19,4 @@ NAMES = {
 __all__ = [name for names in NAMES.values() for name in names]
 
 
-def __getattr__(name):
-    for notebook, names in NAMES.items():
-        if name in names:
-            return getattr(solution(notebook), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = served_from_references(__name__, NAMES)

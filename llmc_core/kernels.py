@@ -9,7 +9,7 @@ names, loading it once on first use (as `llmc_core.numpy_gpt2` does for lesson 0
 So lesson 07 runs on working elementwise, LayerNorm and softmax kernels even when a learner's
 lesson 06 is unfinished, and no kernel is written twice.
 """
-from llmc_core.numpy_gpt2 import solution
+from llmc_core.numpy_gpt2 import served_from_references
 
 # The names lesson 06's solution provides, in the order it defines them.
 NAMES = {
@@ -24,8 +24,4 @@ NAMES = {
 __all__ = [name for names in NAMES.values() for name in names]
 
 
-def __getattr__(name):
-    for notebook, names in NAMES.items():
-        if name in names:
-            return getattr(solution(notebook), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = served_from_references(__name__, NAMES)

@@ -41,8 +41,14 @@ def solution(notebook):
     return nb
 
 
-def __getattr__(name):
-    for notebook, names in NAMES.items():
-        if name in names:
-            return getattr(solution(notebook), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def served_from_references(module_name, names):
+    """A module `__getattr__` that hands out `names` ({solution notebook: names}) from the reference copies."""
+    def __getattr__(name):
+        for notebook, provided in names.items():
+            if name in provided:
+                return getattr(solution(notebook), name)
+        raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
+    return __getattr__
+
+
+__getattr__ = served_from_references(__name__, NAMES)

@@ -100,10 +100,16 @@ def compiler_id() -> str:
 
 
 def header_hash() -> str:
+    """A hash of everything a kernel library is built and linked against: the headers and the runtime.
+
+    Kernel libraries call into the runtime library, so a changed runtime must not reuse them.
+    """
     h = hashlib.sha256(EMULATOR_VERSION.encode())
     for p in sorted(f for f in INCLUDE_DIR.rglob("*") if f.is_file()):
         h.update(str(p.relative_to(INCLUDE_DIR)).encode())
         h.update(p.read_bytes())
+    h.update(RUNTIME_SRC.read_bytes())
+    h.update(PROFILER_SRC.read_bytes())
     return h.hexdigest()
 
 

@@ -131,16 +131,7 @@ class Group:
 
     def kill(self):
         """SIGKILL every process of the group and wait (up to 10 s) until none is left."""
-        for _ in range(200):
-            pids = self.pids()
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.05)
+        kill_until_gone(self.pids)
 
     def remove(self):
         self.kill()
@@ -169,3 +160,17 @@ def remove_stale():
                 stale = Group.__new__(Group)
                 stale.hierarchy, stale.folders = hierarchy, [folder]
                 stale.remove()
+
+
+def kill_until_gone(list_pids):
+    """SIGKILL every process `list_pids()` names until it names none (up to 10 s)."""
+    for _ in range(200):  # a fork bomb may still be forking; exiting processes take a moment to be reaped
+        pids = list_pids()
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)

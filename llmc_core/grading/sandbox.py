@@ -205,16 +205,7 @@ def processes_of_uid(uid):
 
 def kill_uid(uid):
     """SIGKILL every process of a private grading uid and wait (up to 10 s) until none is left."""
-    for _ in range(200):  # a fork bomb may still be forking; exiting processes take a moment to be reaped
-        pids = processes_of_uid(uid)
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.05)
+    cgroups.kill_until_gone(lambda: processes_of_uid(uid))
 
 
 def remove_ipc_of_uid(uid):
