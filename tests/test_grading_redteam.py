@@ -465,8 +465,9 @@ def test_memory_is_limited_per_notebook(tmp_path):
                      with_cell(base_notebook(case.lesson, case.base), case.source))
     grade(tmp_path / "submissions", tmp_path / "out", lessons=[case.lesson], jobs=1, limits=SMALL, progress=False)
     state = load_state(state_path(tmp_path / "out", "spreader", lesson_by_notebook(case.lesson)))
-    assert state["status"] == "graded" and "processes holding 700 MB each: 3" not in state["log"], state["log"][-500:]
-    assert "processes holding 700 MB each: 2" in state["log"]
+    held = re.search(r"processes holding 700 MB each: (\d)", state["log"])
+    # the pool holds one or two of them beside the notebook's own process, never all three
+    assert state["status"] == "graded" and held and int(held[1]) in (1, 2), state["log"][-500:]
     header, maximum, rows = read_gradebook(tmp_path / "out" / "gradebook.csv")
     assert float(rows[0][-3]) == 0
 
