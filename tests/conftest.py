@@ -40,3 +40,17 @@ def offline_env():
     dead = "http://127.0.0.1:9"
     return {"HTTP_PROXY": dead, "HTTPS_PROXY": dead, "ALL_PROXY": dead, "http_proxy": dead, "https_proxy": dead,
             "all_proxy": dead, "NO_PROXY": "", "no_proxy": "", "PIP_RETRIES": "0"}
+
+
+@pytest.fixture(scope="session")
+def solutions():
+    """get(lesson) -> that lesson's solution notebook, loaded once per test session."""
+    from llmc_core.course import solution_path
+    from llmc_core.notebook import load_notebook
+    loaded = {}
+
+    def get(lesson):
+        if lesson.notebook not in loaded:
+            loaded[lesson.notebook] = load_notebook(solution_path(lesson.notebook))
+        return loaded[lesson.notebook]
+    return get

@@ -4,9 +4,8 @@ that missed. (The solutions pass every probe: tests/test_probes.py.) A kernel th
 probe is not blamed for the failures of the exercises that use it."""
 import pytest
 
-from llmc_core import load_notebook
 from llmc_core.checking import mark_blocked
-from llmc_core.course import lesson_by_prefix, solution_path
+from llmc_core.course import lesson_by_prefix
 from llmc_core.exercises import ProbeResult, judge, load_snapshots, probes_for, run_probe
 
 GELU_ONE_FLOAT_AT_A_TIME = r"""
@@ -122,17 +121,6 @@ CASES = {
                                 lambda source: source.replace(CLASSIFIER_ONLINE_PASS, CLASSIFIER_TWO_PASSES),
                                 "classifier_losses_and_gradients", "classifier_fused_traffic"),
 }
-
-
-@pytest.fixture(scope="module")
-def solutions():
-    loaded = {}
-
-    def get(lesson):
-        if lesson.notebook not in loaded:
-            loaded[lesson.notebook] = load_notebook(solution_path(lesson.notebook))
-        return loaded[lesson.notebook]
-    return get
 
 
 def judged(lesson, nb, name):

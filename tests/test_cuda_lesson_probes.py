@@ -2,8 +2,7 @@
 solution kernel) fails at least the named probe, judged against the solution's snapshots."""
 import pytest
 
-from llmc_core import load_notebook
-from llmc_core.course import lesson_by_prefix, solution_path
+from llmc_core.course import lesson_by_prefix
 from llmc_core.cuda import backend_name
 from llmc_core.exercises import judge, load_snapshots, probes_for, run_probe
 
@@ -31,18 +30,6 @@ FAST_MUTATIONS = {
     "deterministic_encoder_overwrites": ("encoder_backward_deterministic_source", "dwpe[i] += sum;", "dwpe[i] = sum;", "encoder_fixed_order"),
 }
 CASES = [("cuda", name, MUTATIONS[name]) for name in MUTATIONS] + [("cuda_fast", name, FAST_MUTATIONS[name]) for name in FAST_MUTATIONS]
-
-
-@pytest.fixture(scope="module")
-def solutions():
-    """Each lesson's solution notebook, loaded on first use."""
-    loaded = {}
-
-    def get(lesson):
-        if lesson.notebook not in loaded:
-            loaded[lesson.notebook] = load_notebook(solution_path(lesson.notebook))
-        return loaded[lesson.notebook]
-    return get
 
 
 @pytest.mark.parametrize("prefix,mutation,case", CASES, ids=[name for _, name, _ in CASES])

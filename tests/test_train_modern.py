@@ -8,6 +8,7 @@ from llmc_core.train.checkpoint import load_checkpoint
 from llmc_core.train.config import TrainConfig
 from llmc_core.train.parts import TrainerParts
 from llmc_core.train.trainer import read_log, train
+from test_train_trainer import tiny as gpt2_tiny
 
 
 @pytest.fixture(scope="module")
@@ -16,11 +17,8 @@ def data(toy_shards):
 
 
 def tiny(data, **changes):
-    base = TrainConfig(n_layer=2, n_head=2, n_embd=32, seq_len=16, vocab_size=256, batch_size=4,
-                       total_batch_tokens=64, max_steps=8, lr=1e-2, warmup_steps=2, val_every=4,
-                       val_batches=2, sample_every=0, checkpoint_every=0,
-                       train_data=str(data / "toy_train.bin"), val_data=str(data / "toy_val.bin"))
-    return base.replace(**{**modern.RECIPES["modern"], **changes})
+    """The trainer tests' tiny run, with the modern recipe (single changes override it)."""
+    return gpt2_tiny(data, **{**modern.RECIPES["modern"], **changes})
 
 
 def losses(run_dir):
