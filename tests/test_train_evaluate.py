@@ -97,6 +97,19 @@ def test_sampling_is_seeded(model):
     assert max(a) < 50257  # never a padding row
 
 
+def test_greedy_generation_past_the_context_slides_a_window(model):
+    block = model.config.block_size
+    prompt = gpt2_encoding().encode_ordinary("To be, or not")
+    ours = generate(model, prompt, block + 5 - len(prompt), top_k=1)  # five tokens past the context
+    idx = torch.tensor([prompt])
+    with torch.no_grad():
+        for _ in range(block + 5 - len(prompt)):  # oracle: argmax over the last block_size tokens
+            next_id = model(idx[:, -block:])[0, -1, :model.config.vocab_size].argmax()
+            idx = torch.cat([idx, next_id.view(1, 1)], dim=1)
+    assert len(ours) == block + 5
+    assert ours == idx[0].tolist()
+
+
 @pytest.fixture(scope="module")
 def toy_data(tmp_path_factory):
     d = tmp_path_factory.mktemp("evaldata")

@@ -18,20 +18,25 @@ def generate(model, prompt_tokens, max_new_tokens, temperature=1.0, top_k=50, se
 
     Each new token is drawn from softmax(logits / temperature) restricted to the top_k most
     likely tokens (top_k=0: all V) and to the top_p nucleus; temperature=0 is greedy. The
-    generator is seeded, so a seed fixes the text. The prompt and the new tokens must fit in
-    the model's block_size positions.
+    generator is seeded, so a seed fixes the text. What fits in the model's block_size
+    positions comes from the engine's KV cache; tokens past that see a sliding window of the
+    last block_size tokens, recomputed for each token (learned positions cannot go further).
     """
     prompt = list(prompt_tokens)
-    if not isinstance(model, GPT2):  # the engine holds GPT-2's layers only
-        sampling = SamplingParams(temperature=temperature, top_k=min(top_k, model.config.vocab_size), top_p=top_p,
-                                  seed=seed)
-        return generate_recomputing(model, prompt, max_new_tokens, sampling, device)
-    positions = len(prompt) + max_new_tokens if isinstance(max_new_tokens, int) else None
-    max_len = min(positions, model.config.block_size) if positions else None
-    engine = Engine.from_model(model, max_len=max_len, device=device)
     top_k = min(top_k, model.config.vocab_size) if isinstance(top_k, int) else top_k
     sampling = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
-    return engine.generate([prompt], max_new_tokens, sampling)[0]
+    if not isinstance(model, GPT2):  # the engine holds GPT-2's layers only
+        return generate_recomputing(model, prompt, max_new_tokens, sampling, device)
+    if not isinstance(max_new_tokens, int):  # the engine names the problem
+        return Engine.from_model(model, device=device).generate([prompt], max_new_tokens, sampling)[0]
+    cached = min(max_new_tokens, model.config.block_size - len(prompt))
+    tokens = prompt
+    if cached > 0:
+        engine = Engine.from_model(model, max_len=len(prompt) + cached, device=device)
+        tokens = engine.generate([prompt], cached, sampling)[0]
+    if max_new_tokens > max(cached, 0):
+        tokens = generate_recomputing(model, tokens, max_new_tokens - max(cached, 0), sampling, device)
+    return tokens
 
 
 @torch.no_grad()
