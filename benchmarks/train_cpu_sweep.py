@@ -34,6 +34,13 @@ SHAPES = {
     "E": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 32 --total-batch-tokens 4096 --lr 3e-3",
     "F": "--n-layer 3 --n-head 4 --n-embd 96 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 3e-3",
     "G": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 4e-3",
+    "H": "--n-layer 6 --n-head 6 --n-embd 192 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3",
+    "J": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 3e-3",
+    # A with the modern recipe (lesson 09), with AdamW and with Muon for the blocks' matrices
+    "M": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
+         "--recipe modern --optimizer adamw",
+    "N": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
+         "--recipe modern",
 }
 
 
@@ -116,9 +123,30 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|")
     jobs = [(label, flags, tokenizer_file(vocab, args.work), vocab, args.budget, args.work, int(seed), args.clock,
              args.threads) for label, flags, vocab in plan for seed in args.seeds.split(",")]
+    results = []
     with ThreadPoolExecutor(args.parallel) as pool:
         for r in pool.map(lambda job: run(*job), jobs):
             print(row(r), flush=True)
+            results.append(r)
+    if len(args.seeds.split(",")) > 1:
+        print(seed_summary(results))
+
+
+def seed_summary(results):
+    """Mean and spread over seeds per configuration, with Welch's t-test against the first configuration."""
+    from recipe_ablation import welch_t_test  # a sibling script: python puts benchmarks/ on the path
+    by_label = {}
+    for r in results:
+        if "bpb" in r:
+            by_label.setdefault(r["label"], []).append(r["bpb"])
+    first = next(iter(by_label.values()))
+    lines = ["| shape | seeds | val bpb mean | sd | min / max | vs first | p (Welch) |", "|---|---|---|---|---|---|---|"]
+    for label, values in by_label.items():
+        p = "" if values is first or len(values) < 2 else f"{welch_t_test(values, first)[2]:.2g}"
+        lines.append(f"| {label} | {len(values)} | {statistics.mean(values):.3f} | "
+                     f"{statistics.stdev(values) if len(values) > 1 else 0:.3f} | {min(values):.3f} / {max(values):.3f} | "
+                     f"{statistics.mean(values) / statistics.mean(first):.3f} | {p} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
