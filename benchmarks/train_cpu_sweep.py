@@ -36,6 +36,11 @@ SHAPES = {
     "G": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 4e-3",
     "H": "--n-layer 6 --n-head 6 --n-embd 192 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3",
     "J": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 3e-3",
+    # A and H with dropout against memorising the 300k training tokens over several epochs
+    "AD": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
+          "--dropout 0.1",
+    "HD": "--n-layer 6 --n-head 6 --n-embd 192 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
+          "--dropout 0.1",
     # A with the modern recipe (lesson 09), with AdamW and with Muon for the blocks' matrices
     "M": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
          "--recipe modern --optimizer adamw",

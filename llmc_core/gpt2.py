@@ -95,10 +95,11 @@ class Conv1D(nn.Module):
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, config: GPT2Config, attention: str):
+    def __init__(self, config: GPT2Config, attention: str, dropout: float = 0.0):
         super().__init__()
         self.n_head = config.n_head
         self.attention = attention
+        self.dropout = dropout
         self.c_attn = Conv1D(config.n_embd, 3 * config.n_embd)  # q, k, v in one matmul
         self.c_proj = Conv1D(config.n_embd, config.n_embd)
 
@@ -112,35 +113,39 @@ class CausalSelfAttention(nn.Module):
         v = v.view(B, T, NH, HS).transpose(1, 2)  # (B, NH, T, HS)
         if self.attention == "sdpa":
             # the same computation in one fused call (flash / memory-efficient kernels)
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, NH, T, HS)
+            p = self.dropout if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # (B, NH, T, HS)
         else:
             att = (q @ k.transpose(-2, -1)) / math.sqrt(HS)  # (B, NH, T, T)
             # causal: position t attends to positions 0..t only, never to the future
             future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(diagonal=1)
             att = att.masked_fill(future, float("-inf"))
             att = F.softmax(att, dim=-1)  # each row sums to 1 over the past
+            att = F.dropout(att, self.dropout, self.training)
             y = att @ v  # (B, NH, T, HS)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again: (B, T, C)
-        return self.c_proj(y)
+        return F.dropout(self.c_proj(y), self.dropout, self.training)
 
 
 class MLP(nn.Module):
-    def __init__(self, config: GPT2Config):
+    def __init__(self, config: GPT2Config, dropout: float = 0.0):
         super().__init__()
         self.c_fc = Conv1D(config.n_embd, 4 * config.n_embd)
         self.c_proj = Conv1D(4 * config.n_embd, config.n_embd)
+        self.dropout = dropout
 
     def forward(self, x):
-        return self.c_proj(gelu(self.c_fc(x)))  # (B, T, C) -> (B, T, 4C) -> (B, T, C)
+        x = self.c_proj(gelu(self.c_fc(x)))  # (B, T, C) -> (B, T, 4C) -> (B, T, C)
+        return F.dropout(x, self.dropout, self.training)
 
 
 class Block(nn.Module):
-    def __init__(self, config: GPT2Config, attention: str):
+    def __init__(self, config: GPT2Config, attention: str, dropout: float = 0.0):
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.n_embd, eps=1e-5)
-        self.attn = CausalSelfAttention(config, attention)
+        self.attn = CausalSelfAttention(config, attention, dropout)
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=1e-5)
-        self.mlp = MLP(config)
+        self.mlp = MLP(config, dropout)
 
     def forward(self, x):
         # pre-layernorm residual block: each branch reads a normalized copy and adds back
@@ -160,21 +165,27 @@ class GPT2(nn.Module):
     padded_vocab=True gives wte `config.padded_vocab_size` rows instead of `vocab_size`,
     as llm.c and fast trainers do; see `forward` for what the logits contain then.
     seed makes the initialization reproducible (GPT-2 init, see `init_weights`).
+    dropout zeroes that fraction of the embeddings, attention weights and each branch's output
+    while training (model.train()), so a small model on little data cannot memorise it; 0: off.
     """
 
-    def __init__(self, config: GPT2Config, *, attention: str = "manual", padded_vocab: bool = False, seed: int = 0):
+    def __init__(self, config: GPT2Config, *, attention: str = "manual", padded_vocab: bool = False, seed: int = 0,
+                 dropout: float = 0.0):
         super().__init__()
         if not isinstance(config, GPT2Config):
             raise TypeError(f"config must be a GPT2Config, got {type(config).__name__}")
         if attention not in ATTENTION_KINDS:
             raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {attention!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.config = config
+        self.dropout = dropout
         self.attention = attention
         self.padded_vocab = padded_vocab
         n_vocab_rows = config.padded_vocab_size if padded_vocab else config.vocab_size
         self.wte = nn.Embedding(n_vocab_rows, config.n_embd)  # token embedding, also the lm head
         self.wpe = nn.Embedding(config.block_size, config.n_embd)  # position embedding
-        self.h = nn.ModuleList([Block(config, attention) for _ in range(config.n_layer)])
+        self.h = nn.ModuleList([Block(config, attention, dropout) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd, eps=1e-5)
         self.init_weights(seed)
 
@@ -216,6 +227,7 @@ class GPT2(nn.Module):
             )
         pos = torch.arange(T, device=idx.device)
         x = self.wte(idx) + self.wpe(pos)  # (B, T, C): what each token is + where it is
+        x = F.dropout(x, self.dropout, self.training)
         for block in self.h:
             x = block(x)  # (B, T, C)
         x = self.ln_f(x)

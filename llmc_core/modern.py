@@ -256,9 +256,10 @@ def make_norm(C, recipe, pieces):
 
 
 class Attention(nn.Module):
-    def __init__(self, config, recipe, pieces, attention):
+    def __init__(self, config, recipe, pieces, attention, dropout=0.0):
         super().__init__()
         self.n_head, self.recipe, self.pieces, self.attention = config.n_head, recipe, pieces, attention
+        self.dropout = dropout
         self.c_attn = Conv1D(config.n_embd, 3 * config.n_embd)  # q, k, v in one matmul
         self.c_proj = Conv1D(config.n_embd, config.n_embd)
         if recipe.qk_norm:
@@ -275,32 +276,37 @@ class Attention(nn.Module):
         if self.recipe.rope:  # after the norm: the rotation keeps the length the norm set
             q, k = self.pieces.apply_rope(q), self.pieces.apply_rope(k)
         if self.attention == "sdpa":
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, NH, T, HS)
+            p = self.dropout if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # (B, NH, T, HS)
         else:
             att = (q @ k.transpose(-2, -1)) / math.sqrt(HS)  # (B, NH, T, T)
             future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(diagonal=1)
-            y = F.softmax(att.masked_fill(future, float("-inf")), dim=-1) @ v  # (B, NH, T, HS)
-        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+            att = F.softmax(att.masked_fill(future, float("-inf")), dim=-1)
+            y = F.dropout(att, self.dropout, self.training) @ v  # (B, NH, T, HS)
+        y = self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+        return F.dropout(y, self.dropout, self.training)
 
 
 class MLP(nn.Module):
-    def __init__(self, config, recipe, pieces):
+    def __init__(self, config, recipe, pieces, dropout=0.0):
         super().__init__()
+        self.dropout = dropout
         self.c_fc = Conv1D(config.n_embd, 4 * config.n_embd)
         self.c_proj = Conv1D(4 * config.n_embd, config.n_embd)
         self.act = pieces.relu2 if recipe.mlp == "relu2" else gelu
 
     def forward(self, x):
-        return self.c_proj(self.act(self.c_fc(x)))  # (B, T, C) -> (B, T, 4C) -> (B, T, C)
+        x = self.c_proj(self.act(self.c_fc(x)))  # (B, T, C) -> (B, T, 4C) -> (B, T, C)
+        return F.dropout(x, self.dropout, self.training)
 
 
 class Block(nn.Module):
-    def __init__(self, config, recipe, pieces, attention):
+    def __init__(self, config, recipe, pieces, attention, dropout=0.0):
         super().__init__()
         self.ln_1 = make_norm(config.n_embd, recipe, pieces)
-        self.attn = Attention(config, recipe, pieces, attention)
+        self.attn = Attention(config, recipe, pieces, attention, dropout)
         self.ln_2 = make_norm(config.n_embd, recipe, pieces)
-        self.mlp = MLP(config, recipe, pieces)
+        self.mlp = MLP(config, recipe, pieces, dropout)
 
     def forward(self, x):
         x = x + self.attn(self.ln_1(x))
@@ -310,19 +316,19 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """GPT-2 with the modern recipe's options (`recipe`); with Recipe() it computes exactly what GPT2 does.
 
-    attention, padded_vocab and seed mean what they mean for GPT2; pieces replaces the functions it calls.
+    attention, padded_vocab, seed and dropout mean what they mean for GPT2; pieces replaces the functions it calls.
     """
 
     def __init__(self, config: GPT2Config, recipe: Recipe = Recipe(), *, attention="manual", padded_vocab=False,
-                 seed=0, pieces=None):
+                 seed=0, pieces=None, dropout=0.0):
         super().__init__()
         self.config, self.recipe, self.pieces = config, recipe, pieces or Pieces()
-        self.attention, self.padded_vocab = attention, padded_vocab
+        self.attention, self.padded_vocab, self.dropout = attention, padded_vocab, dropout
         rows = config.padded_vocab_size if padded_vocab else config.vocab_size
         self.wte = nn.Embedding(rows, config.n_embd)
         if not recipe.rope:  # with RoPE, positions live in the attention's rotations
             self.wpe = nn.Embedding(config.block_size, config.n_embd)
-        self.h = nn.ModuleList([Block(config, recipe, self.pieces, attention) for _ in range(config.n_layer)])
+        self.h = nn.ModuleList([Block(config, recipe, self.pieces, attention, dropout) for _ in range(config.n_layer)])
         self.ln_f = make_norm(config.n_embd, recipe, self.pieces)
         if recipe.untie_head:
             self.lm_head = nn.Parameter(torch.empty(rows, config.n_embd))  # (V, C), like wte
@@ -355,6 +361,7 @@ class GPT(nn.Module):
         x = self.wte(idx)  # (B, T, C)
         if not self.recipe.rope:
             x = x + self.wpe(torch.arange(T, device=idx.device))
+        x = F.dropout(x, self.dropout, self.training)
         for block in self.h:
             x = block(x)  # (B, T, C)
         x = self.ln_f(x)
@@ -383,7 +390,7 @@ def build_model(config, model_config=None, pieces=None):
                          f"{', '.join(recipe.changes())}; train it from scratch or use --recipe gpt2")
     shape = GPT2Config(**model_config) if model_config is not None else config.model_config()
     return GPT(shape, recipe, attention=config.attention, padded_vocab=config.padded_vocab, seed=config.seed,
-               pieces=pieces)
+               pieces=pieces, dropout=config.dropout)
 
 
 def make_muon(model, config, pieces=None):

@@ -208,3 +208,28 @@ def test_too_long_input_and_bad_attention_raise():
         model(torch.zeros(1, 33, dtype=torch.long))
     with pytest.raises(ValueError, match="attention"):
         GPT2(CONFIGS["tiny"], attention="flash")
+
+
+@pytest.mark.parametrize("attention", ["manual", "sdpa"])
+def test_dropout_acts_only_while_training(attention):
+    from llmc_core.modern import GPT, Recipe
+    idx = torch.randint(0, 101, (2, 20), generator=torch.Generator().manual_seed(0))
+    for make in (lambda p: GPT2(CONFIGS["odd"], attention=attention, seed=1, dropout=p),
+                 lambda p: GPT(CONFIGS["odd"], Recipe(rope=True, norm="rms"), attention=attention, seed=1, dropout=p)):
+        plain, dropped = make(0.0), make(0.3)
+        with torch.no_grad():
+            assert torch.equal(dropped.eval()(idx), plain.eval()(idx))  # evaluation and sampling: no dropout
+            torch.manual_seed(5)
+            first = dropped.train()(idx)
+            torch.manual_seed(5)
+            assert torch.equal(dropped(idx), first)  # the masks come from torch's generator
+            assert not torch.allclose(dropped(idx), first)  # and differ from call to call
+            assert torch.equal(plain.train()(idx), plain.eval()(idx))  # p = 0 changes nothing
+
+
+def test_dropout_must_be_a_fraction():
+    from llmc_core.train.config import TrainConfig
+    with pytest.raises(ValueError, match="dropout must be in"):
+        GPT2(CONFIGS["tiny"], dropout=1.0)
+    with pytest.raises(ValueError, match="--dropout must be in"):
+        TrainConfig(dropout=-0.1)

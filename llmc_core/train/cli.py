@@ -40,6 +40,7 @@ FIELD_HELP = {
     "beta2": "AdamW beta2",
     "eps": "AdamW epsilon",
     "grad_clip": "clip the global gradient norm to this (0: no clipping)",
+    "dropout": "fraction of activations zeroed while training, against memorising a small corpus (0: off)",
     "val_every": "evaluate validation loss every N steps (0: never)",
     "val_batches": "validation batches per evaluation, over all processes (0: the whole validation split)",
     "sample_every": "print a sample every N steps (0: never)",

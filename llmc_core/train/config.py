@@ -44,6 +44,7 @@ class TrainConfig:
     beta2: float = 0.95
     eps: float = 1e-8
     grad_clip: float = 1.0  # clip the global gradient norm to this (0 = no clipping)
+    dropout: float = 0.0  # fraction of activations zeroed while training; small data, many epochs: 0.1-0.2
     # evaluation, samples and checkpoints, every so many steps (0 = never)
     val_every: int = 50
     val_batches: int = 0  # summed over processes; 0 = the whole validation split
@@ -95,6 +96,8 @@ class TrainConfig:
             raise ValueError(f"--lr must be positive, got {self.lr}")
         if self.time_budget < 0:
             raise ValueError(f"--time-budget must be positive (or 0 for none), got {self.time_budget}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.softcap < 0:
             raise ValueError(f"--softcap must be >= 0 (0 for none), got {self.softcap}")
         if self.muon_lr <= 0:

@@ -46,10 +46,13 @@ def generate_recomputing(model, prompt, max_new_tokens, sampling, device="cpu"):
     sampler = Sampler(sampling, 1, V, device)
     tokens = torch.tensor([list(prompt)], dtype=torch.long, device=device)
     chosen = torch.empty(1, 1, dtype=torch.long, device=device)
+    was_training = model.training
+    model.eval()  # no dropout while sampling
     for _ in range(max_new_tokens):
         logits = model(tokens[:, -model.config.block_size:])  # (1, T, V), or (1, T, Vp) when padded
         sampler.choose(logits[:, -1, :V].float().contiguous(), chosen)
         tokens = torch.cat([tokens, chosen], dim=1)
+    model.train(was_training)
     return tokens[0].tolist()
 
 

@@ -157,7 +157,7 @@ def build_model(config, device, model_config=None, pieces=None):
 
     A config with modern-recipe options builds llmc_core.modern.GPT (with `pieces`, a Pieces, if given).
     """
-    kwargs = dict(attention=config.attention, padded_vocab=config.padded_vocab)
+    kwargs = dict(attention=config.attention, padded_vocab=config.padded_vocab, dropout=config.dropout)
     if modern.Recipe.from_config(config).changes():
         model = modern.build_model(config, model_config, pieces)
     elif model_config is not None:
