@@ -2,7 +2,7 @@
 
     python benchmarks/train_cpu.py [--steps 10] [--rounds 3]
 
-CPU section: the shakespeare-cpu preset (its model, batch and 4,096-token tokenizer) trained by llmc_core.train.trainer.train, and by a plain loop written below the way
+CPU section: the shakespeare-cpu preset's size, batch and 4,096-token tokenizer with GPT-2's recipe, trained by llmc_core.train.trainer.train, and by a plain loop written below the way
 nanoGPT's train.py does it on a CPU: random windows from a memmap, forward, backward, grad
 clip, AdamW (foreach, as nanoGPT uses off CUDA). Both use the same GPT2 module (sdpa
 attention, the preset's vocabulary padding) and the same tiny Shakespeare tokens. Rounds alternate the two, so
@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from llmc_core.gpt2 import GPT2  # noqa: E402
+from llmc_core.modern import RECIPES  # noqa: E402
 from llmc_core.train.config import preset  # noqa: E402
 from llmc_core.train.prepare import prepare  # noqa: E402
 from llmc_core.train.shards import load_shard  # noqa: E402
@@ -88,7 +89,7 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        cpu = preset("shakespeare-cpu")
+        cpu = preset("shakespeare-cpu").replace(**RECIPES["gpt2"])  # the plain loop trains GPT-2's recipe
         val_path, train_path = prepare("tinyshakespeare", work / "data", progress=False, tokenizer=cpu.tokenizer)
         config = cpu.replace(train_data=str(train_path), val_data=str(val_path), device="cpu", time_budget=0.0)
         compare("cpu", config, load_shard(train_path), args.steps, args.rounds, work, torch.device("cpu"))

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from llmc_core.gpt2 import GPT2Config
+from llmc_core.modern import RECIPES
 
 
 def flag(name):
@@ -125,16 +126,17 @@ SHAKESPEARE_TOKENIZER = str(Path(__file__).resolve().parent.parent / "data" / "s
 
 PRESETS = {
     # A small GPT on tiny Shakespeare for a 2-core laptop CPU: a 5-minute wall-clock budget, the LR
-    # decay fitted to the steps that fit in it. Chosen by the sweep in benchmarks/RESULTS.md: with
+    # decay fitted to the steps that fit in it. Chosen by the sweeps in benchmarks/RESULTS.md: with
     # GPT-2's 50,257 tokens a CPU step spends its time on the (B, T, V) logits (a third of it in the
     # kernel, allocating them), while a 4,096-token tokenizer trained on the corpus keeps nearly
     # GPT-2's bytes per token (3.6 vs 3.2) at a fraction of the cost. Unpadded vocabulary: on a CPU
-    # padding buys no speed and the loss's slice of the padded logits costs a copy.
+    # padding buys no speed and the loss's slice of the padded logits costs a copy. The modern
+    # recipe (lesson 09) beat GPT-2's at this size and budget; `--recipe gpt2` trains GPT-2's.
     "shakespeare-cpu": TrainConfig(
         tokenizer=SHAKESPEARE_TOKENIZER, vocab_size=4096, n_layer=4, n_head=4, n_embd=128, seq_len=128,
         batch_size=16, total_batch_tokens=2048, lr=2e-3, warmup_steps=20, max_steps=1_000_000,
         time_budget=300.0, val_every=100, sample_every=1_000_000, sample_tokens=200, checkpoint_every=100,
-        padded_vocab=False),
+        padded_vocab=False, **RECIPES["modern"]),
     # GPT-2 (124M) with the GPT-3 recipe that llm.c's scripts/run_gpt2_124M.sh uses:
     # 2**19 = 524,288 tokens per step, peak LR 6e-4 after 700 warmup steps, cosine decay to 0,
     # weight decay 0.1, grad clip 1.0, 18,865 steps = ~10B tokens of FineWeb(-Edu).
