@@ -41,3 +41,21 @@ def test_every_exercise_has_points_and_hints(lesson):
     for exercise_id, probes in exercises(probes_for(lesson)).items():
         assert sum(p.points for p in probes) > 0, exercise_id
         assert all(p.hint for p in probes), f"{exercise_id} has a probe without a hint"
+
+
+def test_reference_tests_run_on_the_notebooks_folder_and_stop_at_cell_errors(tmp_path):
+    """The shared `nb` fixture loads the lesson from --notebooks: a missing notebook skips, a failing cell fails."""
+    import subprocess
+    import sys
+
+    import nbformat
+    from redteam.harness import base_notebook, with_cell
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    nbformat.write(with_cell(base_notebook("01_micrograd", "solution"), "1 / 0"), str(broken / "01_micrograd.ipynb"))
+    run = lambda folder: subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_micrograd_reference.py::test_node_used_twice",
+         "--notebooks", str(folder)], capture_output=True, text=True, cwd=SOLUTIONS_DIR.parent, timeout=300)
+    missing, failing = run(tmp_path), run(broken)
+    assert missing.returncode == 0 and "1 skipped" in missing.stdout, missing.stdout
+    assert failing.returncode == 1 and "cells failed to run" in failing.stdout and "ZeroDivisionError" in failing.stdout, failing.stdout
