@@ -206,7 +206,7 @@ def run(args, device):
 
     def adamw_ours():
         step[0] += 1
-        nb.adamw(pd, md, vd, gd, step[0], lr=1e-4, weight_decay=0.0)
+        nb.adamw_update(pd, md, vd, gd, step[0], lr=1e-4, weight_decay=0.0)
         return pd
 
     def adamw_check(ours, theirs):

@@ -41,6 +41,9 @@ LESSONS = (
 MOVED_EXERCISES = {f"cuda/{name}": f"cuda_fast/{name}" for name in (
     "matmul_naive", "matmul_tiled", "matmul_blocked", "attention_forward", "attention_fused", "attention_backward",
     "classifier_fused", "adamw", "encoder_forward", "encoder_backward", "encoder_backward_deterministic", "gpt2")}
+# AdamW's step later took one name in every lesson, the name of the function learners write: adamw_update.
+MOVED_EXERCISES |= {"cuda/adamw": "cuda_fast/adamw_update", "cuda_fast/adamw": "cuda_fast/adamw_update",
+                    "gpt2_backward/adamw": "gpt2_backward/adamw_update"}
 # Notebooks that took a new name then: old stem -> new stem (lesson 07's exercises, unchanged, are now lesson 08's).
 RENAMED_NOTEBOOKS = {"07_fast_trainer": "08_fast_trainer"}
 
@@ -77,7 +80,7 @@ def lesson_by_prefix(prefix):
 
 
 def current_exercise_id(exercise_id):
-    """The id an exercise has now: `exercise_id` itself, or where it moved ("cuda/adamw" -> "cuda_fast/adamw")."""
+    """The id an exercise has now: `exercise_id` itself, or where it moved ("cuda/matmul_naive" -> "cuda_fast/matmul_naive")."""
     return MOVED_EXERCISES.get(exercise_id, exercise_id)
 
 

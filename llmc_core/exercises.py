@@ -23,6 +23,17 @@ EXERCISE_ID = re.compile(r"^[a-z0-9_]+/[a-z0-9_]+$")
 OUTCOME_KINDS = ("value", "not_implemented", "error", "missing")
 MESSAGE_LIMIT = 2000  # characters of an outcome's message that are kept
 
+# Tolerances a numeric probe names (`@probe(..., **FLOAT64)`): floats pass when
+# |got - expected| <= atol + rtol * |expected|; everything else compares exactly.
+# float64 results: another correct order of the same arithmetic agrees to ~1e-12, while a wrong
+# formula (a lost factor, a sign, a missing term) is off by far more than 1e-5. Also the default.
+FLOAT64 = {"rtol": 1e-5, "atol": 1e-7}
+# float32 results (kernels, float32 numpy): ~6e-8 per rounding, grown by sums of up to ~1000 terms
+# taken in another order (a tree reduction, fused multiply-adds, fast intrinsics).
+FLOAT32 = {"rtol": 1e-4, "atol": 1e-5}
+# float32 results of the same operations as the solution's, at most reordered: a few ulps apart.
+FLOAT32_SAME_OPS = {"rtol": 1e-5, "atol": 1e-7}
+
 
 @dataclass(frozen=True)
 class Probe:
@@ -31,8 +42,8 @@ class Probe:
     func: object = field(repr=False, compare=False)
     points: float = 1
     hint: object = ""  # a str, or a tuple of tiers: a nudge naming the concept first, the formula last
-    rtol: float = 1e-5
-    atol: float = 1e-7
+    rtol: float = FLOAT64["rtol"]
+    atol: float = FLOAT64["atol"]
     uses: tuple = None  # exercises this probe runs besides its own; None: the module's USES for the exercise
     layout: dict = field(default=None, compare=False)  # {path of an array in the result: axes}, see plain.named_index
 
@@ -63,11 +74,15 @@ class Probe:
         return text.replace("nb.", "")
 
 
-def probe(exercise, points=1, hint="", rtol=1e-5, atol=1e-7, uses=None, layout=None):
+def probe(exercise, points=1, hint="", rtol=FLOAT64["rtol"], atol=FLOAT64["atol"], uses=None, layout=None,
+          cases=None):
     """Decorator: mark `func(nb) -> plain data` as a probe of `exercise` worth `points`.
 
     hint: a str or a tuple of tiers (nudge first); uses: exercise ids this probe depends on;
     layout: axes of the result's arrays, keyed by path ("result", "result['dqkv']") or given alone for "result".
+    cases: a parametrized family, {probe name: arguments}: one probe per case, each running
+    `func(nb, *arguments)`, its inputs line the docstring of `func` formatted with those arguments
+    by parameter name; the decorated name then holds the tuple of the family's probes.
     """
     if not EXERCISE_ID.match(exercise):
         raise ValueError(f"exercise id {exercise!r} must look like 'lesson_prefix/short_name' (lowercase, digits, _)")
@@ -84,7 +99,27 @@ def probe(exercise, points=1, hint="", rtol=1e-5, atol=1e-7, uses=None, layout=N
     def mark(func):
         func.probe = Probe(exercise, func.__name__, func, points, hint, rtol, atol, uses, layout)
         return func
-    return mark
+
+    def family(func):
+        return tuple(mark(_case(func, name, arguments)) for name, arguments in cases.items())
+    return mark if cases is None else family
+
+
+def _case(func, name, arguments):
+    """`func` with one case's arguments bound: a probe function named `name`."""
+    if not func.__doc__:
+        raise ValueError(f"the probe family {func.__name__} needs a docstring: formatted with each case's "
+                         f"arguments, it tells a learner what the probe fed their code")
+    arguments = tuple(arguments) if isinstance(arguments, (tuple, list)) else (arguments,)
+    bound = inspect.signature(func).bind(None, *arguments).arguments
+
+    def run(nb):
+        return func(nb, *arguments)
+    run.__dict__.update(vars(func))  # marks such as measures_speed
+    run.__name__ = run.__qualname__ = name
+    run.__module__ = func.__module__
+    run.__doc__ = func.__doc__.format(**bound)
+    return run
 
 
 def _module_setting(probe, name):
@@ -128,8 +163,12 @@ def raised(fn, *args, **kwargs):
 
 
 def probes_in(module):
-    """The probes a module defines, in definition order; ids must be unique."""
-    found = [v.probe for v in vars(module).values() if callable(v) and isinstance(getattr(v, "probe", None), Probe)]
+    """The probes a module defines (a family's where its tuple is defined), in definition order; ids must be unique."""
+    marked = lambda v: callable(v) and isinstance(getattr(v, "probe", None), Probe)
+    found = []
+    for value in vars(module).values():
+        family = value if isinstance(value, tuple) and value and all(marked(v) for v in value) else (value,)
+        found += [v.probe for v in family if marked(v)]
     ids = [p.id for p in found]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
@@ -171,6 +210,12 @@ def load_probe_file(path):
     spec.loader.exec_module(module)
     # A file written before an exercise moved to another lesson names it by its old id.
     return [replace(p, exercise=current_exercise_id(p.exercise)) for p in probes_in(module)]
+
+
+def current_probe_id(probe_id):
+    """The id a probe has now: "cuda_fast/adamw/three_steps" -> "cuda_fast/adamw_update/three_steps"."""
+    exercise, _, name = probe_id.rpartition("/")
+    return f"{current_exercise_id(exercise)}/{name}"
 
 
 def exercises(probes):

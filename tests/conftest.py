@@ -43,14 +43,49 @@ def offline_env():
 
 
 @pytest.fixture(scope="session")
-def solutions():
-    """get(lesson) -> that lesson's solution notebook, loaded once per test session."""
-    from llmc_core.course import solution_path
+def loaded_notebooks():
+    """load(path) -> the notebook at `path`, loaded once per test session (its cell errors kept on it)."""
     from llmc_core.notebook import load_notebook
-    loaded = {}
+    cache = {}
 
+    def load(path):
+        path = Path(path).resolve()
+        if path not in cache:
+            cache[path] = load_notebook(path)
+        return cache[path]
+    return load
+
+
+def lesson_notebook_getter(folder, loaded_notebooks):
+    """get(lesson or notebook name) -> that lesson's notebook in `folder`, loaded once per session.
+
+    A notebook that is not there skips the test; one whose cells failed to run fails it, naming
+    the cells, since every test of that notebook would fail for that reason.
+    """
     def get(lesson):
-        if lesson.notebook not in loaded:
-            loaded[lesson.notebook] = load_notebook(solution_path(lesson.notebook))
-        return loaded[lesson.notebook]
+        path = Path(folder) / (getattr(lesson, "notebook", lesson) + ".ipynb")
+        if not path.exists():
+            pytest.skip(f"{path} does not exist")
+        notebook = loaded_notebooks(path)
+        if notebook.cell_errors:
+            pytest.fail(f"{path}: cells failed to run: " + "; ".join(str(e).splitlines()[0] for e in notebook.cell_errors))
+        return notebook
     return get
+
+
+@pytest.fixture(scope="session")
+def notebooks(notebooks_dir, loaded_notebooks):
+    """get(lesson) -> the lesson's notebook from --notebooks DIR (solutions/ by default): what the tests check."""
+    return lesson_notebook_getter(notebooks_dir, loaded_notebooks)
+
+
+@pytest.fixture(scope="session")
+def solutions(loaded_notebooks):
+    """get(lesson) -> the lesson's solution notebook, whatever --notebooks says: for tests of the probes themselves."""
+    return lesson_notebook_getter(SOLUTIONS_DIR, loaded_notebooks)
+
+
+@pytest.fixture(scope="module")
+def nb(request, notebooks):
+    """The notebook (see `notebooks`) of the lesson a test module names in its LESSON constant ("01_micrograd")."""
+    return notebooks(request.module.LESSON)

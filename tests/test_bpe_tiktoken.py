@@ -7,22 +7,16 @@ import tiktoken
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import llmc_core
-from llmc_core.course import solution_path
 from llmc_core.datasets import tiny_shakespeare_text
 from llmc_core.encodings import cl100k_encoding, gpt2_encoding
+
+LESSON = "04_bpe_tokenizer"  # the notebook `nb` (tests/conftest.py) loads
+
 
 def _torture_text():
     # newline="" keeps the corpus's \r\n and lone \r exactly as written
     with open(Path(__file__).parent / "data" / "bpe_torture.txt", encoding="utf-8", newline="") as f:
         return f.read()
-
-
-@pytest.fixture(scope="module")
-def nb():
-    module = llmc_core.load_notebook(solution_path("04_bpe_tokenizer"))
-    assert module.cell_errors == []
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import llmc_core
-from llmc_core.course import solution_path
 from llmc_core.datasets import tiny_shakespeare_text
 from llmc_core.encodings import gpt2_encoding
+
+LESSON = "04_bpe_tokenizer"  # the notebook `nb` (tests/conftest.py) loads
 
 
 def torture_text():
@@ -30,13 +30,6 @@ CORPORA = {
     "torture": torture_text,
     "runs": lambda: runs_text(0, 5_000),
 }
-
-
-@pytest.fixture(scope="module")
-def nb():
-    module = llmc_core.load_notebook(solution_path("04_bpe_tokenizer"))
-    assert module.cell_errors == []
-    return module
 
 
 @pytest.mark.parametrize("pattern", ["GPT2_SPLIT_PATTERN", "GPT4_SPLIT_PATTERN"], ids=["gpt2", "gpt4"])

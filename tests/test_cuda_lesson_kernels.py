@@ -4,28 +4,22 @@ The kernels run on whichever CUDA backend is active (the CPU emulator without a 
 small and deliberately not multiples of block or tile sizes. Kernels with barriers also run under
 the emulator's race exposure, so a missing __syncthreads() would fail here rather than on a GPU.
 """
-from contextlib import nullcontext
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from llmc_core import load_notebook
-from llmc_core.course import solution_path
 from llmc_core.cuda import backend_name, compile_check, cp
+from llmc_core.probes.cuda import dev, races_exposed
+
+LESSON = "06_cuda_kernels"  # the notebook `nb` (tests/conftest.py) loads
 
 F32 = dict(rtol=1e-5, atol=1e-5)  # float32 kernels against float64 references
 
 
 @pytest.fixture(scope="module")
-def nb():
-    return load_notebook(solution_path("06_cuda_kernels"))
-
-
-@pytest.fixture(scope="module")
-def fast():
-    return load_notebook(solution_path("07_cuda_kernels_fast"))
+def fast(notebooks):
+    return notebooks("07_cuda_kernels_fast")
 
 
 def test_kernels_module_hands_out_lesson_06s_solution(nb):
@@ -41,19 +35,8 @@ def normal(seed, *shape, scale=1.0, shift=0.0):
     return np.random.default_rng(seed).standard_normal(shape) * scale + shift
 
 
-def dev(a, dtype=np.float32):
-    return cp.asarray(np.ascontiguousarray(a, dtype=dtype))
-
-
 def host(a):
     return cp.asnumpy(a).astype(np.float64)
-
-
-def races_exposed(seed):
-    if backend_name() == "cpu":
-        from llmc_core.cuda import race_exposure
-        return race_exposure(seed)
-    return nullcontext()
 
 
 def close(got, expected, rtol, atol):
@@ -94,13 +77,13 @@ def test_adamw_matches_torch(fast):
         g = normal(3 + t, 500, scale=t).astype(np.float32)
         param.grad = torch.from_numpy(g)
         optimizer.step()
-        fast.adamw(p, m, v, dev(g), t, lr=1e-2, weight_decay=0.1)
+        fast.adamw_update(p, m, v, dev(g), t, lr=1e-2, weight_decay=0.1)
     close(host(p), param.detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_adamw_rejects_step_zero(fast):
     with pytest.raises(ValueError, match="t=0"):
-        fast.adamw(dev(np.ones(4)), dev(np.zeros(4)), dev(np.zeros(4)), dev(np.ones(4)), 0)
+        fast.adamw_update(dev(np.ones(4)), dev(np.zeros(4)), dev(np.zeros(4)), dev(np.ones(4)), 0)
 
 
 # ---------------------------------------------------------------- layernorm
@@ -316,7 +299,7 @@ SOURCES = {  # lesson notebook -> the kernels whose CUDA C source it defines
     "06_cuda_kernels": ["gelu_forward", "gelu_forward_float4", "gelu_backward", "layernorm_forward", "layernorm_forward_warp",
                         "layernorm_backward", "softmax_forward", "softmax_online"],
     "07_cuda_kernels_fast": ["matmul_naive", "matmul_tiled", "matmul_blocked", "attention_forward", "attention_fused",
-                             "attention_backward", "classifier_fused", "adamw", "encoder_forward", "encoder_backward",
+                             "attention_backward", "classifier_fused", "adamw_update", "encoder_forward", "encoder_backward",
                              "encoder_backward_deterministic"],
 }
 

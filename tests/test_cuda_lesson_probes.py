@@ -26,7 +26,7 @@ FAST_MUTATIONS = {
     "fused_attention_without_rescale": ("attention_fused_source", "float correction = expf(m - m_new);", "float correction = 1.0f;", "attention_fused_values"),
     "classifier_softmax_over_padding": ("classifier_fused_source", "float p = i < V ? expf(x[i] - lse) : 0.0f;", "float p = expf(x[i] - lse);", "classifier_losses_and_gradients"),
     "classifier_no_barrier": ("classifier_fused_source", "    __syncthreads();\n    m = warp_m[0];", "    m = warp_m[0];", "classifier_many_warps"),
-    "adamw_no_bias_correction": ("adamw_source", "float m_hat = mi / beta1_correction", "float m_hat = mi", "adamw_three_steps"),
+    "adamw_no_bias_correction": ("adamw_update_source", "float m_hat = mi / beta1_correction", "float m_hat = mi", "adamw_three_steps"),
     "deterministic_encoder_overwrites": ("encoder_backward_deterministic_source", "dwpe[i] += sum;", "dwpe[i] = sum;", "encoder_fixed_order"),
 }
 CASES = [("cuda", name, MUTATIONS[name]) for name in MUTATIONS] + [("cuda_fast", name, FAST_MUTATIONS[name]) for name in FAST_MUTATIONS]

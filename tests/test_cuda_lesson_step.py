@@ -5,14 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmc_core import load_notebook
-from llmc_core.course import solution_path
 from llmc_core.gpt2 import GPT2, GPT2Config
+from llmc_core.probes.cuda_fast import perturbed_reference
 
-
-@pytest.fixture(scope="module")
-def nb():
-    return load_notebook(solution_path("07_cuda_kernels_fast"))
+LESSON = "07_cuda_kernels_fast"  # the notebook `nb` (tests/conftest.py) loads
 
 
 def randn(seed, *shape, scale=1.0, shift=0.0):
@@ -78,12 +74,7 @@ def test_encoder_function(nb):
 @pytest.fixture(scope="module")
 def models(nb):
     config = GPT2Config.preset("tiny")
-    reference = GPT2(config, seed=7)
-    with torch.no_grad():  # biases and layernorms away from 0 and 1, so every gradient path carries signal
-        generator = torch.Generator().manual_seed(8)
-        for p in reference.parameters():
-            if p.dim() == 1:
-                p.add_(0.1 * torch.randn(p.shape, generator=generator))
+    reference = perturbed_reference(config, seed=7)
     model = nb.KernelGPT2(config)
     model.load_state_dict(reference.state_dict())
     idx, targets = torch.randint(0, config.vocab_size, (2, 2, 16), generator=torch.Generator().manual_seed(9))

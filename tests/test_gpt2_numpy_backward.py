@@ -7,22 +7,12 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
-import llmc_core
-from llmc_core.course import solution_path
 from llmc_core.gpt2 import GPT2, GPT2Config
+from llmc_core.probes.gpt2_forward import normal
+
+LESSON = "03_gpt2_numpy_backward"  # the notebook `nb` (tests/conftest.py) loads
 
 SMALL = GPT2Config(block_size=8, vocab_size=40, n_layer=2, n_head=2, n_embd=16)
-
-
-@pytest.fixture(scope="module")
-def nb():
-    notebook = llmc_core.load_notebook(solution_path("03_gpt2_numpy_backward"))
-    assert notebook.cell_errors == []
-    return notebook
-
-
-def normal(seed, shape, scale=1.0, shift=0.0):
-    return shift + scale * np.random.default_rng(seed).standard_normal(shape)
 
 
 def assert_close(ours, expected, rtol, atol, name=""):

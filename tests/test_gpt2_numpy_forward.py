@@ -5,22 +5,12 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
-import llmc_core
-from llmc_core.course import solution_path
 from llmc_core.gpt2 import GPT2, GPT2Config
+from llmc_core.probes.gpt2_forward import normal
+
+LESSON = "02_gpt2_numpy_forward"  # the notebook `nb` (tests/conftest.py) loads
 
 SMALL = GPT2Config(block_size=16, vocab_size=96, n_layer=2, n_head=4, n_embd=32)
-
-
-@pytest.fixture(scope="module")
-def nb():
-    notebook = llmc_core.load_notebook(solution_path("02_gpt2_numpy_forward"))
-    assert notebook.cell_errors == []
-    return notebook
-
-
-def normal(seed, shape, scale=1.0):
-    return scale * np.random.default_rng(seed).standard_normal(shape)
 
 
 def assert_close(ours, expected, rtol, atol):
@@ -160,7 +150,6 @@ def test_sample_is_inverse_cdf(nb):
         u = np.random.default_rng(seed).random()
         expected = next(i for i, c in enumerate(np.cumsum(probs)) if c > u)
         assert nb.sample(logits, np.random.default_rng(seed)) == expected
-
 
 
 # --- any shape (hypothesis) ------------------------------------------------------------------

@@ -11,17 +11,9 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from llmc_core import load_notebook
-from llmc_core.course import solution_path
+LESSON = "01_micrograd"  # the notebook `nb` (tests/conftest.py) loads
 
 RTOL, ATOL = 1e-6, 1e-9
-
-
-@pytest.fixture(scope="module")
-def nb():
-    module = load_notebook(solution_path("01_micrograd"))
-    assert module.cell_errors == []
-    return module
 
 
 def assert_close(ours, reference, what, rtol=RTOL, atol=ATOL):

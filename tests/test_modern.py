@@ -11,21 +11,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmc_core import load_notebook, modern
-from llmc_core.course import solution_path
+from llmc_core import modern
 from llmc_core.gpt2 import GPT2, GPT2Config
 
 CONFIG = GPT2Config(block_size=16, vocab_size=61, n_layer=2, n_head=2, n_embd=16)
 
 
 @pytest.fixture(scope="module", params=["library", "lesson"])
-def impl(request):
-    """The pieces of llmc_core.modern, or those lesson 09's solution defines."""
-    if request.param == "library":
-        return modern
-    notebook = load_notebook(solution_path("09_beyond_gpt2"))
-    assert notebook.cell_errors == []
-    return notebook
+def impl(request, notebooks):
+    """The pieces of llmc_core.modern, or those lesson 09's notebook defines."""
+    return modern if request.param == "library" else notebooks("09_beyond_gpt2")
 
 
 def randn(*shape, seed=0, dtype=torch.float64):
@@ -122,8 +117,8 @@ def test_muon_param_groups_split(impl):
     assert len(muon) + len(decay) + len(no_decay) == len(names)
 
 
-def test_lesson_head_logits_tied_and_untied():
-    nb = load_notebook(solution_path("09_beyond_gpt2"))
+def test_lesson_head_logits_tied_and_untied(notebooks):
+    nb = notebooks("09_beyond_gpt2")
     x, wte, head = randn(2, 3, 4, seed=30), randn(7, 4, seed=31).requires_grad_(), randn(7, 4, seed=32).requires_grad_()
     torch.testing.assert_close(nb.head_logits(x, wte), torch.einsum("btc,vc->btv", x, wte), rtol=1e-12, atol=1e-12)
     nb.head_logits(x, wte, head).sum().backward()

@@ -64,10 +64,8 @@ def test_draw_5000_node_chain_without_recursion():
     assert "5000 values, 4999 ops" in fig.axes[0].get_title()
 
 
-def test_draw_graph_of_micrograd_values():
-    from llmc_core import load_notebook
-    from llmc_core.course import solution_path
-    nb = load_notebook(solution_path("01_micrograd"))
+def test_draw_graph_of_micrograd_values(solutions):
+    nb = solutions("01_micrograd")
     x = nb.Value(0.5)
     out = (x * x + x).tanh()
     out.backward()

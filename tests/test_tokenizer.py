@@ -6,7 +6,6 @@ import tiktoken
 from tiktoken.load import load_tiktoken_bpe
 
 from llmc_core import bpe
-from llmc_core.course import solution_path
 from llmc_core.datasets import tiny_shakespeare_text
 from llmc_core.encodings import load_tiktoken_ranks
 from llmc_core.tokenizer import (EOT, load_tokenizer, save_tokenizer, tokenizer_fingerprint, tokenizer_from_dict,
@@ -28,10 +27,9 @@ def test_trained_tokenizer_shape(small_tokenizer):
     assert len(enc.encode_ordinary(CORPUS)) < 0.6 * len(CORPUS.encode())
 
 
-def test_trained_merges_are_lesson_04s_naive_ones():
+def test_trained_merges_are_lesson_04s_naive_ones(solutions):
     """The ranks are what the lesson's naive trainer (recounting every pair per merge) learns, id for id."""
-    import llmc_core
-    nb = llmc_core.load_notebook(solution_path("04_bpe_tokenizer"))
+    nb = solutions("04_bpe_tokenizer")
     text = CORPUS[:8000]
     enc = train_tokenizer(text, 330)
     naive = nb.RegexTokenizer(enc._pat_str)

@@ -14,8 +14,6 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from llmc_core import load_notebook
-from llmc_core.course import solution_path
 from llmc_core.gpt2 import GPT2, GPT2Config
 from llmc_core.train import optim
 from llmc_core.train.config import TrainConfig
@@ -24,12 +22,12 @@ from llmc_core.train.parts import TrainerParts, resume_and_straight
 from llmc_core.train.shards import write_shard
 from llmc_core.train.trainer import Runtime, TrainingDiverged, read_log, setup, train, train_step
 
+LESSON = "08_fast_trainer"  # the notebook `nb` (tests/conftest.py) loads
+
 
 @pytest.fixture(scope="module")
-def nb():
-    notebook = load_notebook(solution_path("08_fast_trainer"))
-    assert notebook.cell_errors == []
-    return notebook
+def fast(notebooks):
+    return notebooks("07_cuda_kernels_fast")
 
 
 # ---------------------------------------------------------------- LR schedule

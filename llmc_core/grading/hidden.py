@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmc_core.course import lesson_by_prefix, solution_path
-from llmc_core.exercises import compute_snapshots, load_probe_file, load_snapshots, snapshot_json
+from llmc_core.exercises import compute_snapshots, current_probe_id, load_probe_file, load_snapshots, snapshot_json
 from llmc_core.fileio import atomic_write_text
 
 
@@ -74,7 +74,8 @@ def load_hidden_snapshots(directory, lesson, entry):
         raise ValueError(f"no snapshots for the hidden probes of {lesson.notebook} in {path.parent}; {fix}")
     if json.loads(path.read_text(encoding="utf-8")).get("sources_sha256") != entry.digest:
         raise ValueError(f"the hidden probe files of {lesson.notebook} changed since their snapshots were built; {fix}")
-    snapshots = load_snapshots(lesson, snapshot_dir(directory))
+    # Snapshots built before an exercise was renamed name its probes by the old id, as the files do.
+    snapshots = {current_probe_id(pid): s for pid, s in load_snapshots(lesson, snapshot_dir(directory)).items()}
     missing = [p.id for p in entry.probes if p.id not in snapshots]
     if missing:
         raise ValueError(f"hidden probes without a snapshot: {missing}; {fix}")
