@@ -178,6 +178,8 @@ def runtime_library() -> ctypes.CDLL:
         if _runtime_lib is not None:
             return _runtime_lib
         flags = [f for f in COMPILE_FLAGS if f != "-fvisibility=hidden"] + [f"-I{INCLUDE_DIR}", "-pthread"]
+        if sys.platform.startswith("linux"):
+            flags.append("-ftls-model=initial-exec")   # see LLMC_TLS_MODEL in llmc_cuemu_abi.h
         if os.environ.get("LLMC_CUDA_FIBERS", "").lower() == "ucontext":
             flags.append("-DLLMC_CUEMU_UCONTEXT=1")
         text = (f'#line 1 "{PROFILER_SRC.name}"\n' + PROFILER_SRC.read_text()
