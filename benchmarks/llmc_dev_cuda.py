@@ -130,7 +130,7 @@ def expand_includes(path: Path) -> list[Item]:
 
     A name (type, function, macro, constant) the file defines itself is left out of common.h's items.
     """
-    items = top_level_items(path.read_text())
+    items = top_level_items(path.read_text(encoding="utf-8"))
     own = _defined_names(items)
     out = []
     for it in items:
@@ -414,6 +414,13 @@ def fused_classifier(grid, with_probs_arg, dlosses_given=True):
     return check
 
 
+def permute(run):
+    dims = (3, 5, 4, 8)
+    x, out = randn(*dims), cp.zeros(int(np.prod(dims)), cp.float32)
+    run((ceil_div(x.size, 256),), (256,), (cp.asarray(x), out, *map(np.int32, dims)))
+    return compare([(cp.asnumpy(out), x.transpose(3, 2, 0, 1).ravel())], (0, 0))   # a copy: exact
+
+
 @dataclass
 class Case:
     file: str
@@ -470,6 +477,7 @@ CASES = [
     Case("classifier_fused.cu", "fused_classifier_kernel3", fused_classifier(B * T, True, dlosses_given=False)),
     Case("classifier_fused.cu", "fused_classifier_kernel4", fused_classifier(B * T, True)),
     Case("classifier_fused.cu", "fused_classifier_kernel5<true,false>", fused_classifier(B * T, True)),
+    Case("permute.cu", "permute_kernel", permute),
 ]
 
 
