@@ -11,7 +11,7 @@ macros, types and device helpers, and those of common.h where the file includes 
 inputs, with a numpy reference of its own.  nvcc includes <cuda_runtime.h> in every .cu file and
 llm.c's files got <cuda_bf16.h> through the cuBLAS headers, so both are included first.
 Where a file defines a name that common.h defines too (a file of one commit beside a common.h of
-another), the file's definition is used.  Prints a Markdown table; exits 1 if a kernel that ran
+another), the file's definition is used, and common.h's declarations that use that name are left out.  Prints a Markdown table; exits 1 if a kernel that ran
 failed or mismatched.
 """
 import argparse
@@ -125,10 +125,18 @@ def _defined_names(items: list[Item]) -> set[str]:
     return {it.name for it in items if it.kind != "host" and it.name}
 
 
+def _replaced(item: Item, own: set[str]) -> bool:
+    """Whether an included item defines a name the including file defines, or (not a directive) uses one."""
+    if item.name in own:
+        return True
+    return item.kind != "pp" and not own.isdisjoint(IDENT_RE.findall(mask_source(item.text)))
+
+
 def expand_includes(path: Path) -> list[Item]:
     """The file's items with `#include "common.h"` replaced by that file's items.
 
-    A name (type, function, macro, constant) the file defines itself is left out of common.h's items.
+    A name (type, function, macro, constant) the file defines itself is left out of common.h's items,
+    and so are common.h's declarations that use such a name (they were written for its own definition).
     """
     items = top_level_items(path.read_text(encoding="utf-8"))
     own = _defined_names(items)
@@ -142,7 +150,7 @@ def expand_includes(path: Path) -> list[Item]:
             if not included.exists():
                 raise FileNotFoundError(f"{path.name} includes \"{m.group(2)}\", which is not in {path.parent}; "
                                         "put llm.c's dev/cuda/common.h beside the kernel files")
-            out += [x for x in expand_includes(included) if not (x.name and x.name in own)]
+            out += [x for x in expand_includes(included) if not _replaced(x, own)]
         elif m.group(2) in DEVICE_INCLUDES:
             out.append(it)
     return out
@@ -205,6 +213,7 @@ def layernorm(x):
 
 F32 = (1e-5, 1e-4)     # (atol, rtol) for float32 kernels: a few roundings per output
 BF16 = (1e-2, 1e-2)    # bfloat16 outputs carry 8 bits of mantissa (llm.c's own check uses 1e-2)
+BF16_SUMS = (1e-1, 2e-2)   # a bf16 sum of up to 4 blocks' partials, each addition rounded to bf16
 RNG = np.random.default_rng(0)
 
 
@@ -414,6 +423,36 @@ def fused_classifier(grid, with_probs_arg, dlosses_given=True):
     return check
 
 
+def layernorm_backward_reference(dout, x, w, mean, rstd):
+    """(dinp, dweight, dbias) of rows x (N, C) normalised with the given mean and rstd (N,), in float64."""
+    norm = (x - mean[:, None]) * rstd[:, None]
+    dnorm = w * dout
+    dinp = (dnorm - dnorm.mean(1, keepdims=True) - norm * (dnorm * norm).mean(1, keepdims=True)) * rstd[:, None]
+    return dinp, (norm * dout).sum(0), dout.sum(0)
+
+
+def layernorm_backward(grid, block, bf16_params=None, scratch_floats=None):
+    """A float32 kernel, or (bf16_params set) a bf16 one whose dweight/dbias are checked to that tolerance."""
+    def check(run):
+        n, c = B * T, 64
+        x, w, dout = randn(n, c), randn(c), randn(n, c)
+        _, mean, rstd = layernorm(x.astype(np.float64))
+        as_kernel = (lambda a: bf16(a)) if bf16_params else (lambda a: np.asarray(a, np.float32))
+        as_float = (lambda a: unbf16(a).astype(np.float64)) if bf16_params else (lambda a: a.astype(np.float64))
+        inputs = [as_kernel(a) for a in (dout, x, w, mean, rstd)]
+        want = layernorm_backward_reference(*[as_float(a) for a in inputs])   # from the values the kernel reads
+        outs = [cp.zeros(shape, cp.uint16 if bf16_params else cp.float32) for shape in ((n, c), c, c)]
+        scratch = [] if scratch_floats is None else [cp.zeros(scratch_floats(grid, c), cp.float32)]
+        shared = 4 * (2 * c + (scratch_floats is not None))
+        run((grid,), (block,), (*outs, *scratch, *map(cp.asarray, inputs), np.int32(B), np.int32(T), np.int32(c)),
+            shared_mem=shared)
+        got = [as_float(cp.asnumpy(o)) for o in outs]
+        dinp_err, dinp_ok = compare([(got[0], want[0])], BF16 if bf16_params else F32)
+        params_err, params_ok = compare(list(zip(got[1:], want[1:])), bf16_params or F32)
+        return max(dinp_err, params_err), dinp_ok and params_ok
+    return check
+
+
 def permute(run):
     dims = (3, 5, 4, 8)
     x, out = randn(*dims), cp.zeros(int(np.prod(dims)), cp.float32)
@@ -478,6 +517,17 @@ CASES = [
     Case("classifier_fused.cu", "fused_classifier_kernel4", fused_classifier(B * T, True)),
     Case("classifier_fused.cu", "fused_classifier_kernel5<true,false>", fused_classifier(B * T, True)),
     Case("permute.cu", "permute_kernel", permute),
+    Case("layernorm_backward.cu", "layernorm_backward_kernel1", layernorm_backward(1, 32)),
+    Case("layernorm_backward.cu", "layernorm_backward_kernel2<floatX, floatX, floatX, floatX>",
+         layernorm_backward(B * T * 32 // 128, 128, BF16_SUMS)),
+    Case("layernorm_backward.cu", "layernorm_backward_kernel3<floatX, floatX, floatX, floatX>",
+         layernorm_backward(2, 128, BF16_SUMS)),
+    Case("layernorm_backward.cu", "layernorm_backward_kernel4<floatX, floatX, floatX, floatX>",
+         layernorm_backward(2, 128, BF16_SUMS)),
+    Case("layernorm_backward.cu", "layernorm_backward_kernel5<floatX, floatX, floatX, floatX>",
+         layernorm_backward(2, 128, BF16, scratch_floats=lambda grid, c: grid * 2 * c + 1)),
+    Case("layernorm_backward.cu", "layernorm_backward_kernel6<floatX, floatX, floatX, floatX>",
+         layernorm_backward(2, 128, BF16, scratch_floats=lambda grid, c: 2 * c + 1)),
 ]
 
 

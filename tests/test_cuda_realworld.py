@@ -195,3 +195,33 @@ def test_cuda_runtime_h_brings_what_nvcc_code_uses():
     got = cp.asnumpy(out)
     assert got[0] == np.sqrt(np.float32(2 / np.pi)) and got[1] == -np.inf and got[3] == 1.0
     assert got[2] == -(2.0 ** -26)   # fused: (1 + e)(1 - e) - 1 without rounding the product (it would give 0)
+
+
+PAIR_CAS = r"""
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+// each thread adds its pair to acc[0] with a compare-and-swap loop on the 32 bits, then writes x*x - x
+extern "C" __global__ void pair_cas_add(__nv_bfloat162* acc, const __nv_bfloat162* add) {
+    __nv_bfloat162 mine = add[threadIdx.x];
+    uint seen = *reinterpret_cast<volatile uint*>(acc), old, next;
+    do {
+        __nv_bfloat162 cur;
+        memcpy(&cur, &seen, sizeof(cur));
+        __nv_bfloat162 sum = cur + mine;
+        memcpy(&next, &sum, sizeof(next));
+        old = seen;
+        seen = atomicCAS(reinterpret_cast<uint*>(acc), old, next);
+    } while (seen != old);
+    acc[1 + threadIdx.x] = mine * mine - mine;
+}
+"""
+
+
+def test_bf16_pair_operators_and_uint_as_nvcc_code_uses_them():
+    n = 64
+    add = np.stack([np.arange(n) % 4, np.full(n, 2.0)], 1).astype(np.float32)   # (n, 2): small integers, exact in bf16
+    acc = cp.zeros(2 * (1 + n), cp.uint16)
+    cp.RawModule(code=PAIR_CAS).get_function("pair_cas_add")((1,), (n,), (acc, cp.asarray(bf16_bits(add))))
+    got = (cp.asnumpy(acc).astype(np.uint32) << 16).view(np.float32).reshape(1 + n, 2)
+    np.testing.assert_array_equal(got[0], add.sum(0))
+    np.testing.assert_array_equal(got[1:], add * add - add)

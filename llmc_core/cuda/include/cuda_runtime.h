@@ -1,9 +1,13 @@
 // <cuda_runtime.h> for the CPU emulator.  nvcc includes it in every .cu file, and with it the
-// host's headers: the fixed-width integer types (int64_t indices, uintptr_t alignment checks) and,
+// host's headers: the fixed-width integer types (int64_t indices, uintptr_t alignment checks), uint and,
 // through <math.h> on Linux, the math constants and INFINITY/NAN that device code then uses.
 // NVRTC code has none of these unless it includes this header: without it, it stays strict.
 #pragma once
 #include <stdint.h>
+// and glibc's <sys/types.h> short names, which device code uses as types (`uint flag`)
+typedef unsigned short ushort;
+typedef unsigned int uint;
+typedef unsigned long ulong;
 // The values of glibc's <math.h>; defined here because the host <math.h> would clash with the
 // device math functions of emulation.h.
 #ifndef M_PI
