@@ -26,6 +26,7 @@ __device__ float unused_helper(float x) { return no_such_function(x); }   // com
 typedef float real;   // the kernel file defines its own
 #define WARPS 2U      // and this one too, as a constant
 template<class T> struct Pair { T a, b; };
+typedef Pair<real> real_pair;   // written for common.h's `real`: left out with it
 void host_helper(float** p) { cudaMalloc(p, 4); }
 """
 
@@ -75,7 +76,8 @@ def test_the_kernel_is_taken_verbatim_with_what_it_needs_and_no_host_code(src):
                    "constexpr int WARPS = 1;"):
         assert needed in text
     for host in ("main(", "cublas", "host_counter", "host_helper", "host_only", "residual_forward1(",
-                 "unused_helper", "typedef float real", "#define WARPS", "residual_forward_kernel2", "<stdio.h>"):
+                 "unused_helper", "typedef float real", "real_pair", "#define WARPS", "residual_forward_kernel2",
+                 "<stdio.h>"):
         assert host not in text
 
 
