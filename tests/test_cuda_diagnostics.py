@@ -500,3 +500,27 @@ extern "C" __global__ void two_types(double* d, int* i) {
     cp.RawModule(code=src).get_function("two_types")((1,), (64,), (d, i))
     np.testing.assert_array_equal(cp.asnumpy(d), 0.5 * np.arange(64)[::-1])
     np.testing.assert_array_equal(cp.asnumpy(i), np.arange(64)[::-1] + 1000)
+
+
+NO_STATIC_TLS = r'''
+import ctypes
+real, refused = ctypes.CDLL, []
+def cdll(name, *args, **kw):   # glibc's answer when libraries loaded earlier used up its static TLS
+    if "libllmc_cuemu" in str(name) and not refused:
+        refused.append(name)
+        raise OSError(f"{name}: cannot allocate memory in static TLS block")
+    return real(name, *args, **kw)
+ctypes.CDLL = cdll
+from llmc_core.cuda import emulator, shim as cp
+src = 'extern "C" __global__ void k(float* x) { __syncthreads(); x[threadIdx.x] = 2 * threadIdx.x; }'
+x = cp.zeros(64, cp.float32)
+cp.RawModule(code=src).get_function("k")((1,), (64,), (x,))
+print(len(refused), emulator._tls_defines, cp.asnumpy(x)[63])
+'''
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the initial-exec TLS model is used on Linux only")
+def test_without_static_tls_left_the_runtime_uses_the_general_tls_model():
+    r = run_python(NO_STATIC_TLS)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1", "['-DLLMC_CUEMU_DYNAMIC_TLS']", "126.0"]

@@ -5,7 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from llmc_core.cuda import emulator, shim as cp
+from llmc_core.cuda import emulator
+from llmc_core.cuda import shim as cp
 
 PACKED = r"""
 // 16 bytes moved as one int4, reinterpreted through memcpy (no aliasing games)
@@ -157,8 +158,8 @@ def test_an_off_by_one_guard_is_reported_with_the_argument(n):
 
 
 @pytest.mark.parametrize("src, hint", [
-    ('extern "C" __global__ void k(unsigned* x) {\n'
-     '    unsigned l; asm volatile("mov.u32 %0, %%laneid;" : "=r"(l)); x[0] = l; }', "inline PTX"),
+    (('extern "C" __global__ void k(unsigned* x) {\n'
+      '    unsigned l; asm volatile("mov.u32 %0, %%laneid;" : "=r"(l)); x[0] = l; }'), "inline PTX"),
     ('#include <cuda_fp16.h>\nextern "C" __global__ void k(float* x) { x[0] = 1; }', "no __half")])
 def test_what_cannot_run_here_is_named(src, hint):
     with pytest.raises(emulator.CompileError, match=hint):
@@ -170,3 +171,57 @@ def test_grid_constant_parameters():
     x = cp.zeros(4, cp.float32)
     cp.RawModule(code=src).get_function("k")((1,), (4,), (np.int32(3), x))
     assert cp.asnumpy(x).tolist() == [3.0] * 4
+
+
+NVCC_STYLE = r"""
+#include <cuda_runtime.h>
+#define GELU_SCALING_FACTOR sqrtf(2.0f / M_PI)
+extern "C" __global__ void nvcc_style(float* out, float a, float b, float c) {
+    static_assert(sizeof(fma(a, b, c)) == 4 && sizeof(fma(a, 2.0, c)) == 8, "float and mixed fma overloads");
+    out[0] = GELU_SCALING_FACTOR;
+    out[1] = -INFINITY;
+    out[2] = fma(a, b, c);
+    out[3] = isnan(NAN) ? 1.0f : 0.0f;
+}
+"""
+
+
+def test_cuda_runtime_h_brings_what_nvcc_code_uses():
+    """nvcc includes <cuda_runtime.h>, and with it the host's math constants, in every .cu file."""
+    out = cp.zeros(4, cp.float32)
+    e = np.float32(2.0 ** -13)
+    k = cp.RawModule(code=NVCC_STYLE).get_function("nvcc_style")
+    k((1,), (1,), (out, np.float32(1) + e, np.float32(1) - e, np.float32(-1)))
+    got = cp.asnumpy(out)
+    assert got[0] == np.sqrt(np.float32(2 / np.pi)) and got[1] == -np.inf and got[3] == 1.0
+    assert got[2] == -(2.0 ** -26)   # fused: (1 + e)(1 - e) - 1 without rounding the product (it would give 0)
+
+
+PAIR_CAS = r"""
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+// each thread adds its pair to acc[0] with a compare-and-swap loop on the 32 bits, then writes x*x - x
+extern "C" __global__ void pair_cas_add(__nv_bfloat162* acc, const __nv_bfloat162* add) {
+    __nv_bfloat162 mine = add[threadIdx.x];
+    uint seen = *reinterpret_cast<volatile uint*>(acc), old, next;
+    do {
+        __nv_bfloat162 cur;
+        memcpy(&cur, &seen, sizeof(cur));
+        __nv_bfloat162 sum = cur + mine;
+        memcpy(&next, &sum, sizeof(next));
+        old = seen;
+        seen = atomicCAS(reinterpret_cast<uint*>(acc), old, next);
+    } while (seen != old);
+    acc[1 + threadIdx.x] = mine * mine - mine;
+}
+"""
+
+
+def test_bf16_pair_operators_and_uint_as_nvcc_code_uses_them():
+    n = 64
+    add = np.stack([np.arange(n) % 4, np.full(n, 2.0)], 1).astype(np.float32)   # (n, 2): small integers, exact in bf16
+    acc = cp.zeros(2 * (1 + n), cp.uint16)
+    cp.RawModule(code=PAIR_CAS).get_function("pair_cas_add")((1,), (n,), (acc, cp.asarray(bf16_bits(add))))
+    got = (cp.asnumpy(acc).astype(np.uint32) << 16).view(np.float32).reshape(1 + n, 2)
+    np.testing.assert_array_equal(got[0], add.sum(0))
+    np.testing.assert_array_equal(got[1:], add * add - add)

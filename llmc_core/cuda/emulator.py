@@ -169,6 +169,9 @@ UNSUPPORTED_HINTS = [
 
 _runtime_lib = None
 _runtime_lock = threading.Lock()
+# Where glibc has no static TLS left for the runtime's initial-exec variables (libraries loaded
+# earlier used it up), the runtime and every kernel module are built with the general model instead.
+_tls_defines: list[str] = []
 
 
 def runtime_library() -> ctypes.CDLL:
@@ -177,18 +180,13 @@ def runtime_library() -> ctypes.CDLL:
     with _runtime_lock:
         if _runtime_lib is not None:
             return _runtime_lib
-        flags = [f for f in COMPILE_FLAGS if f != "-fvisibility=hidden"] + [f"-I{INCLUDE_DIR}", "-pthread"]
-        if os.environ.get("LLMC_CUDA_FIBERS", "").lower() == "ucontext":
-            flags.append("-DLLMC_CUEMU_UCONTEXT=1")
-        text = (f'#line 1 "{PROFILER_SRC.name}"\n' + PROFILER_SRC.read_text()
-                + f'\n#line 1 "{RUNTIME_SRC.name}"\n' + RUNTIME_SRC.read_text())
-        key = hashlib.sha256("\n".join([header_hash(), compiler_id(), " ".join(flags), text]).encode()).hexdigest()
-        name = f"libllmc_cuemu-{key[:24]}.so"
-        path = cached_library(name)
-        if path is None:
-            path = cache_dir() / name
-            _build(text, path, [*flags, "-x", "c++"], "the emulator runtime")
-        lib = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+        try:
+            lib = _load_runtime()
+        except OSError as e:
+            if "static TLS" not in str(e) or _tls_defines:
+                raise
+            _tls_defines.append("-DLLMC_CUEMU_DYNAMIC_TLS")
+            lib = _load_runtime()
         lib.cuemu_launch.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
         lib.cuemu_launch.restype = ctypes.c_int
         lib.cuemu_error_message.restype = ctypes.c_char_p
@@ -203,6 +201,23 @@ def runtime_library() -> ctypes.CDLL:
             lib.cuemu_set_workers(int(workers))
         _runtime_lib = lib
         return lib
+
+
+def _load_runtime() -> ctypes.CDLL:
+    flags = [f for f in COMPILE_FLAGS if f != "-fvisibility=hidden"] + [f"-I{INCLUDE_DIR}", "-pthread", *_tls_defines]
+    if sys.platform.startswith("linux") and not _tls_defines:
+        flags.append("-ftls-model=initial-exec")   # see LLMC_TLS_MODEL in llmc_cuemu_abi.h
+    if os.environ.get("LLMC_CUDA_FIBERS", "").lower() == "ucontext":
+        flags.append("-DLLMC_CUEMU_UCONTEXT=1")
+    text = (f'#line 1 "{PROFILER_SRC.name}"\n' + PROFILER_SRC.read_text()
+            + f'\n#line 1 "{RUNTIME_SRC.name}"\n' + RUNTIME_SRC.read_text())
+    key = hashlib.sha256("\n".join([header_hash(), compiler_id(), " ".join(flags), text]).encode()).hexdigest()
+    name = f"libllmc_cuemu-{key[:24]}.so"
+    path = cached_library(name)
+    if path is None:
+        path = cache_dir() / name
+        _build(text, path, [*flags, "-x", "c++"], "the emulator runtime")
+    return ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
 
 
 class LaunchConfig(ctypes.Structure):
@@ -291,7 +306,7 @@ class EmulatedModule:
         text = f'#line 1 "{KERNEL_FILE}"\n' + parsed.text + "\n" + "\n".join(launchers) + "\n"
         extra = os.environ.get("LLMC_CUDA_CXXFLAGS", "").split()
         self._text = text
-        self._flags = [*extra, f"-I{INCLUDE_DIR}", "-include", "emulation.h", *defines, "-x", "c++"]
+        self._flags = [*extra, f"-I{INCLUDE_DIR}", "-include", "emulation.h", *_tls_defines, *defines, "-x", "c++"]
         path, seconds = _cached_build(text, [*COMPILE_FLAGS, *self._flags], "mod")
         self.from_cache, self.compile_seconds = seconds is None, seconds or 0.0
         self.cache_path = path

@@ -35,7 +35,7 @@
 #include <ucontext.h>
 #endif
 
-__thread cuemu::ThreadState* cuemu_cur = nullptr;
+__thread cuemu::ThreadState* cuemu_cur LLMC_TLS_MODEL = nullptr;
 
 namespace {
 

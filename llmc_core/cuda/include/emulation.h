@@ -99,6 +99,9 @@ LLMC_MATH2(copysign) LLMC_MATH2(fdim)
 #undef LLMC_MATH2
 __forceinline__ float fmaf(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
 __forceinline__ double fma(double a, double b, double c) { return __builtin_fma(a, b, c); }
+__forceinline__ float fma(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
+// Mixed argument types promote to double, as with <cmath>'s overloads (and keep such calls unambiguous).
+template <class A, class B, class C> __forceinline__ double fma(A a, B b, C c) { return __builtin_fma(a, b, c); }
 __forceinline__ float rsqrtf(float x) { return 1.0f / __builtin_sqrtf(x); }
 __forceinline__ double rsqrt(double x) { return 1.0 / __builtin_sqrt(x); }
 __forceinline__ void sincosf(float x, float* s, float* c) { *s = __builtin_sinf(x); *c = __builtin_cosf(x); }

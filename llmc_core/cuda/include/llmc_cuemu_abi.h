@@ -36,7 +36,17 @@ enum BarrierOp { BAR_PLAIN = 0, BAR_COUNT = 1, BAR_AND = 2, BAR_OR = 3 };
 }  // namespace cuemu
 
 // The current CUDA thread; __thread (not thread_local) so that access needs no TLS wrapper call.
-extern __thread cuemu::ThreadState* cuemu_cur;
+// On Linux the initial-exec model makes an access two instructions instead of a call to
+// __tls_get_addr, which kernel code otherwise makes after every barrier and warp operation.  The
+// runtime library is loaded before any kernel module and its few bytes of TLS fit in the static
+// TLS that glibc keeps for libraries loaded later (if that is used up, the emulator rebuilds both
+// with LLMC_CUEMU_DYNAMIC_TLS).
+#if defined(__linux__) && !defined(LLMC_CUEMU_DYNAMIC_TLS)
+#define LLMC_TLS_MODEL __attribute__((tls_model("initial-exec")))
+#else
+#define LLMC_TLS_MODEL
+#endif
+extern __thread cuemu::ThreadState* cuemu_cur LLMC_TLS_MODEL;
 
 extern "C" {
 int cuemu_syncthreads(int line, int op, int pred);
