@@ -4,13 +4,13 @@ from pathlib import Path
 
 import pytest
 import tiktoken
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 import llmc_core
 from llmc_core.course import solution_path
 from llmc_core.datasets import tiny_shakespeare_text
 from llmc_core.encodings import cl100k_encoding, gpt2_encoding
+
 
 def _torture_text():
     # newline="" keeps the corpus's \r\n and lone \r exactly as written
