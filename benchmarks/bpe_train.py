@@ -28,7 +28,8 @@ def parse_args():
     parser.add_argument("--naive-merges", type=int, default=8,
                         help="merges timed for the naive trainer on the whole corpus (for the extrapolation)")
     parser.add_argument("--workers", type=int, default=1, help="processes for our pre-tokenization")
-    parser.add_argument("--hf-threads", type=int, default=1, help="threads for Hugging Face tokenizers (RAYON_NUM_THREADS)")
+    parser.add_argument("--hf-threads", type=int, default=1,
+                        help="threads for Hugging Face tokenizers (RAYON_NUM_THREADS)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each fast trainer; the best time counts")
     return parser.parse_args()
 
@@ -75,7 +76,8 @@ def main():
     same = list(naive.merges.items()) == list(fast.merges.items())
     print(f"\n[slice of {len(piece):,} chars, vocab {size}, both run to the end] naive {naive_s:.2f} s, "
           f"fast {fast_s:.3f} s -> fast is {naive_s / fast_s:.0f}x faster")
-    print(f"  {256 + len(fast.merges):,} tokens reached" + (" (the slice runs out of pairs)" if 256 + len(fast.merges) < size else "")
+    print(f"  {256 + len(fast.merges):,} tokens reached"
+          + (" (the slice runs out of pairs)" if 256 + len(fast.merges) < size else "")
           + f"; identical merges: {same}")
 
     # 2. naive on the whole corpus: first merges timed, the rest extrapolated linearly
@@ -94,7 +96,8 @@ def main():
         print(f"  fast (ours)         {fast_s:8.2f} s")
         print(f"  Hugging Face BPE    {hf_s:8.2f} s   -> ours / HF = {fast_s / hf_s:.2f}x (target <= 3x)")
         print(f"  naive, EXTRAPOLATED {naive_estimate:8.0f} s   ({per_merge:.2f} s/merge over the first "
-              f"{args.naive_merges} merges x {len(fast.merges):,} merges) -> fast is ~{naive_estimate / fast_s:.0f}x faster")
+              f"{args.naive_merges} merges x {len(fast.merges):,} merges) "
+              f"-> fast is ~{naive_estimate / fast_s:.0f}x faster")
         print("    (an overestimate: later naive merges are cheaper, as merging shortens the corpus)")
 
 

@@ -43,7 +43,8 @@ def main():
     for _ in range(args.rounds):
         for name, command in COMMANDS.items():
             runs[name].append(timed(command))
-    medians = {name: (statistics.median(w for w, _ in r), statistics.median(c for _, c in r)) for name, r in runs.items()}
+    medians = {name: (statistics.median(w for w, _ in r), statistics.median(c for _, c in r))
+               for name, r in runs.items()}
     print(f"load average {os.getloadavg()[0]:.1f}, {args.rounds} rounds")
     for name, (wall, cpu) in medians.items():
         print(f"{name:16} wall {wall:.3f} s   cpu {cpu:.3f} s")

@@ -80,11 +80,14 @@ def main():
         rounds_torch.append(median_times(torch_step))
     (wall_np, cpu_np), (wall_torch, cpu_torch) = min(rounds_numpy), min(rounds_torch)
     print(f"config: L={config.n_layer} NH={config.n_head} C={config.n_embd} V={config.vocab_size}, "
-          f"B={args.batch_size} T={args.seq_len}, threads={args.threads}, torch {torch.__version__}, numpy {np.__version__}")
+          f"B={args.batch_size} T={args.seq_len}, threads={args.threads}, "
+          f"torch {torch.__version__}, numpy {np.__version__}")
     print(f"loss: numpy {loss_np:.6f}, pytorch {loss_torch:.6f}")
     print(f"numpy forward+backward:   {wall_np * 1e3:8.1f} ms wall, {cpu_np * 1e3:8.1f} ms CPU")
-    print(f"pytorch forward+backward: {wall_torch * 1e3:8.1f} ms wall, {cpu_torch * 1e3:8.1f} ms CPU (eager, llmc_core.gpt2.GPT2)")
-    print(f"ratio numpy / pytorch: {wall_np / wall_torch:.2f}x wall, {cpu_np / cpu_torch:.2f}x CPU (target: within 1.2x)")
+    print(f"pytorch forward+backward: {wall_torch * 1e3:8.1f} ms wall, {cpu_torch * 1e3:8.1f} ms CPU "
+          "(eager, llmc_core.gpt2.GPT2)")
+    print(f"ratio numpy / pytorch: {wall_np / wall_torch:.2f}x wall, {cpu_np / cpu_torch:.2f}x CPU "
+          "(target: within 1.2x)")
 
 if __name__ == "__main__":
     main()

@@ -127,21 +127,26 @@ def table(results, steps):
         bpb = np.array(r["bpb"])
         p_gpt2 = "" if name == "gpt2" else f"{welch_t_test(bpb, gpt2)[2]:.2g}"
         p_modern = "" if name in ("gpt2", "modern") else f"{welch_t_test(bpb, modern)[2]:.2g}"
-        lines.append(f"| {name} | {len(bpb)} | {bpb.mean():.4f} | {bpb.std(ddof=1):.4f} | {bpb.mean() / np.mean(gpt2):.3f} "
-                     f"| {p_gpt2} | {p_modern} | {np.mean(r['wall_s']) / steps:.3f} |")
+        lines.append(f"| {name} | {len(bpb)} | {bpb.mean():.4f} | {bpb.std(ddof=1):.4f} "
+                     f"| {bpb.mean() / np.mean(gpt2):.3f} | {p_gpt2} | {p_modern} "
+                     f"| {np.mean(r['wall_s']) / steps:.3f} |")
     return "\n".join(lines)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--budget", type=float, default=300.0, help="seconds of the GPT-2 recipe per run, made into steps (default: %(default)s)")
+    parser.add_argument("--budget", type=float, default=300.0,
+                        help="seconds of the GPT-2 recipe per run, made into steps (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=0, help="optimizer steps per run (overrides --budget)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per recipe, at least 2 for a t-test (default: %(default)s)")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="seeds per recipe, at least 2 for a t-test (default: %(default)s)")
     parser.add_argument("--only", default="", help="comma-separated recipe names to run (default: all)")
     parser.add_argument("--n-layer", type=int, default=2, help="blocks (default: %(default)s)")
-    parser.add_argument("--n-embd", type=int, default=32, help="channels, a multiple of the 4 heads (default: %(default)s)")
+    parser.add_argument("--n-embd", type=int, default=32,
+                        help="channels, a multiple of the 4 heads (default: %(default)s)")
     parser.add_argument("--seq-len", type=int, default=32, help="context; a step is 8 sequences (default: %(default)s)")
-    parser.add_argument("--muon-lr", type=float, default=0.02, help="Muon's peak LR (AdamW's stays 3e-3) (default: %(default)s)")
+    parser.add_argument("--muon-lr", type=float, default=0.02,
+                        help="Muon's peak LR (AdamW's stays 3e-3) (default: %(default)s)")
     parser.add_argument("--report", action="store_true", help="train nothing; print the table of the finished runs")
     parser.add_argument("--out", default="runs/recipe_ablation", help="folder of the runs (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -160,14 +165,16 @@ def main(argv=None):
         chosen = {}
     else:
         chosen = variants() if not args.only else {k: v for k, v in variants().items() if k in args.only.split(",")}
-    print(f"{steps} steps of {8 * args.seq_len} tokens per run, {args.seeds} seeds, {len(chosen)} recipes; load average "
-          f"{Path('/proc/loadavg').read_text().split()[0] if Path('/proc/loadavg').exists() else 'n/a'}", flush=True)
+    load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "n/a"
+    print(f"{steps} steps of {8 * args.seq_len} tokens per run, {args.seeds} seeds, {len(chosen)} recipes; "
+          f"load average {load}", flush=True)
     for seed in range(args.seeds):  # seeds outermost, so that a short run still covers every recipe
         for name, fields in chosen.items():
             t0 = time.perf_counter()
             config = base_config(tokenizer, steps, 1000 + seed, data_dir, **size).replace(**fields)
             summary = run_one(config, run_dir(out, steps, name, seed), data_dir)
-            print(f"{name:>14} seed {seed}: val bpb {summary['val_bpb']:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+            print(f"{name:>14} seed {seed}: val bpb {summary['val_bpb']:.4f} ({time.perf_counter() - t0:.0f} s)",
+                  flush=True)
     results = finished(out, steps, args.seeds)
     if "gpt2" in results and "modern" in results:
         print(table(results, steps))

@@ -140,7 +140,10 @@ def format_points(x):
 
 
 def result_lines(results, hidden_probe_ids=()):
-    """[(kind, text)] of what `check()` shows; kind is exercise, passed, failed, detail, hint, more, skipped or summary."""
+    """[(kind, text)] of what `check()` shows.
+
+    kind is exercise, passed, failed, detail, hint, more, skipped or summary.
+    """
     lines = []
     by_exercise = {}
     for r in results:
@@ -150,7 +153,8 @@ def result_lines(results, hidden_probe_ids=()):
         possible = sum(r.max_points for r in rs)
         lines.append(("exercise", f"{exercise_id}  ({format_points(earned)}/{format_points(possible)} points)"))
         if all(r.status == "not implemented" and not r.blocked_by for r in rs):
-            lines.append(("skipped", "  · not implemented yet: replace the `raise NotImplementedError` line with your code"))
+            lines.append(("skipped",
+                          "  · not implemented yet: replace the `raise NotImplementedError` line with your code"))
             continue
         failing = [r for r in rs if r.status != "passed"]
         if failing and all(r.blocked_by and r.message == failing[0].message for r in failing):
@@ -159,7 +163,9 @@ def result_lines(results, hidden_probe_ids=()):
             if all(r.status == "not implemented" for r in failing):
                 lines.append(("skipped", f"  · {message}"))
             else:
-                lines.append(("failed", f"  ✗ {message} ({len(failing)} of {plural(len(rs), 'check')} here {'fails' if len(failing) == 1 else 'fail'} because of it)"))
+                verb = "fails" if len(failing) == 1 else "fail"
+                lines.append(("failed", f"  ✗ {message} ({len(failing)} of {plural(len(rs), 'check')} here {verb} "
+                                        "because of it)"))
             continue
         shown_hints, more_level = set(), 0
         for r in rs:
@@ -280,5 +286,6 @@ def progress_rows(directory, load):
             grouped.setdefault(r.exercise, []).append(r)
         done = sum(exercise_status(rs) == "passed" for rs in grouped.values())
         note = f"{plural(len(notebook.cell_errors), 'cell')} failed to run" if notebook.cell_errors else ""
-        rows.append((lesson, done, len(grouped), sum(r.points for r in results), sum(r.max_points for r in results), note))
+        points, max_points = sum(r.points for r in results), sum(r.max_points for r in results)
+        rows.append((lesson, done, len(grouped), points, max_points, note))
     return rows

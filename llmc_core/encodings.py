@@ -151,7 +151,8 @@ def read_text_file(path, encoding="utf-8") -> str:
     try:
         return path.read_bytes().decode(encoding)
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: byte {e.start} is not {encoding} text; the file is damaged or of another kind") from e
+        raise ValueError(f"{path}: byte {e.start} is not {encoding} text; "
+                         "the file is damaged or of another kind") from e
 
 
 def load_tiktoken_ranks(path) -> dict[bytes, int]:

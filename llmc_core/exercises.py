@@ -53,7 +53,10 @@ class Probe:
 
     @property
     def inputs(self):
-        """What the probe feeds the learner's code: its docstring's first paragraph, else a body of at most 3 lines, else ''."""
+        """What the probe feeds the learner's code.
+
+        Its docstring's first paragraph, else a body of at most 3 lines, else ''.
+        """
         doc = (self.func.__doc__ or "").strip().split("\n\n")[0]
         if doc:
             return " ".join(doc.split())
@@ -70,7 +73,8 @@ class Probe:
             return ""
         text = ""
         for line in body:  # statements joined by "; ", a line that opens a block or a bracket by a space
-            text += ("" if not text else " " if text.endswith((":", ",", "(", "[", "{")) else "; ") + re.sub(r"^return ", "", line)
+            separator = "" if not text else " " if text.endswith((":", ",", "(", "[", "{")) else "; "
+            text += separator + re.sub(r"^return ", "", line)
         return text.replace("nb.", "")
 
 
@@ -183,7 +187,8 @@ def probes_for(lesson: Lesson):
     found = probes_in(importlib.import_module(lesson.probe_module))
     for p in found:
         if not p.exercise.startswith(lesson.prefix + "/"):
-            raise ValueError(f"probe {p.id} is in {lesson.probe_module} but its id does not start with {lesson.prefix}/")
+            raise ValueError(f"probe {p.id} is in {lesson.probe_module} "
+                             f"but its id does not start with {lesson.prefix}/")
     check_dependencies(found, lesson.probe_module)
     return found
 
@@ -194,7 +199,8 @@ def check_dependencies(probes, where):
     for p in probes:
         for used in dependencies(p):
             if used not in order or order.index(used) >= order.index(p.exercise):
-                raise ValueError(f"probe {p.id} in {where} uses {used!r}, which is not an earlier exercise of its lesson")
+                raise ValueError(f"probe {p.id} in {where} uses {used!r}, "
+                                 "which is not an earlier exercise of its lesson")
 
 
 def load_probe_file(path):

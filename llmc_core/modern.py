@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from llmc_core.gpt2 import Conv1D, GPT2, GPT2Config, gelu
+from llmc_core.gpt2 import GPT2, Conv1D, GPT2Config, gelu
 
 # ---------------------------------------------------------------------------------------------
 # the pieces, one idea each
@@ -238,7 +238,8 @@ def recipe_name(config):
     for name, values in RECIPES.items():
         if all(getattr(config, k) == v for k, v in values.items()):
             return name
-    return "custom (" + ", ".join(Recipe.from_config(config).changes() + (["muon"] if config.optimizer == "muon" else [])) + ")"
+    changes = Recipe.from_config(config).changes() + (["muon"] if config.optimizer == "muon" else [])
+    return "custom (" + ", ".join(changes) + ")"
 
 
 class RMSNorm(nn.Module):

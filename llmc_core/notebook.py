@@ -48,7 +48,8 @@ def read_notebook(path):
         nb = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path} is not a valid notebook (its JSON does not parse: {e}); "
-                         "open it in a text editor to repair it, or start again from a fresh copy of the lesson") from None
+                         "open it in a text editor to repair it, "
+                         "or start again from a fresh copy of the lesson") from None
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list) or nb.get("nbformat") != 4:
         raise ValueError(f"{path} is not a Jupyter notebook in format 4 (no list of cells); "
                          "save it from Jupyter as .ipynb")
@@ -180,13 +181,16 @@ class UnfinishedCellGuard(ast.NodeTransformer):
         else:
             inner.append(last)
         names = ast.Tuple([ast.Constant(n) for n in sorted(assigned_names(body))], ast.Load())
+        # except (NotImplementedError, NameError) as _llmc_error:
+        #     if not GUARD_HANDLER(_llmc_error, names, globals()): raise
+        globals_call = ast.Call(ast.Name("globals", ast.Load()), [], [])
+        guard_call = ast.Call(ast.Name(GUARD_HANDLER, ast.Load()),
+                              [ast.Name("_llmc_error", ast.Load()), names, globals_call], [])
         handler = ast.ExceptHandler(
-            type=ast.Tuple([ast.Name("NotImplementedError", ast.Load()), ast.Name("NameError", ast.Load())], ast.Load()),
+            type=ast.Tuple([ast.Name("NotImplementedError", ast.Load()), ast.Name("NameError", ast.Load())],
+                           ast.Load()),
             name="_llmc_error",
-            body=[ast.If(test=ast.UnaryOp(ast.Not(), ast.Call(ast.Name(GUARD_HANDLER, ast.Load()),
-                                                               [ast.Name("_llmc_error", ast.Load()), names,
-                                                                ast.Call(ast.Name("globals", ast.Load()), [], [])], [])),
-                         body=[ast.Raise()], orelse=[])])
+            body=[ast.If(test=ast.UnaryOp(ast.Not(), guard_call), body=[ast.Raise()], orelse=[])])
         start = ast.Assign([ast.Name("_llmc_cell_value", ast.Store())], ast.Constant(None))
         module.body = [start, ast.Try(body=inner, handlers=[handler], orelse=[], finalbody=[])] + tail
         return ast.fix_missing_locations(module)

@@ -73,7 +73,8 @@ def _fmt(x):
 def _type_name(x):
     if isinstance(x, np.ndarray):
         return f"array{tuple(x.shape)} of {x.dtype}"
-    return {list: "list", dict: "dict", str: "str", bool: "bool", int: "int", float: "float"}.get(type(x), type(x).__name__)
+    names = {list: "list", dict: "dict", str: "str", bool: "bool", int: "int", float: "float"}
+    return names.get(type(x), type(x).__name__)
 
 
 def _close(expected, got, rtol, atol):
@@ -178,13 +179,15 @@ def _compare_lists(expected, got, rtol, atol, path, reveal, layout):
         more = f", where expected goes on with {_fmt(expected[n])}" if reveal else ""
         tail = f"; got stops after position {n - 1}{more}" if n else f"; got is empty{more.replace(', where', ';')}"
     else:
-        tail = (f"; the items agree up to position {n - 1}, then got has {len(got) - n} more, starting with {_fmt(got[n])}"
+        tail = (f"; the items agree up to position {n - 1}, "
+                f"then got has {len(got) - n} more, starting with {_fmt(got[n])}"
                 if n else f"; got has {len(got)} item{'' if len(got) == 1 else 's'}, starting with {_fmt(got[0])}")
     return f"{path}: expected a list of length {len(expected)}, got length {len(got)}{tail}"
 
 
 def named_index(index, axes):
-    """'b 1, t 3, v, head 1, channel 0' for index (1, 3, 40) and axes ("b", "t", [("part", ("q", "k", "v")), ("head", 2), ("channel", 8)]).
+    """'b 1, t 3, v, head 1, channel 0' for index (1, 3, 40)
+    and axes ("b", "t", [("part", ("q", "k", "v")), ("head", 2), ("channel", 8)]).
 
     An axis is a name, or a list of (name, size) or (name, labels) factors that split it, outermost first.
     """
@@ -249,7 +252,8 @@ def _compare_arrays(expected, got, rtol, atol, path, reveal, axes=None):
     first = tuple(int(i) for i in np.argwhere(bad)[0])
     named = layout_fits(expected.shape, axes)
     parts = _labelled_parts(bad, axes) if named else ""
-    message = f"{path}: {int(bad.sum())} of {bad.size} values differ{', ' + parts if parts else ''}; first at index {first}"
+    message = (f"{path}: {int(bad.sum())} of {bad.size} values differ{', ' + parts if parts else ''}; "
+               f"first at index {first}")
     if named:
         message += f" = {named_index(first, axes)}"
     if not reveal:

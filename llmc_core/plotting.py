@@ -3,8 +3,8 @@
 draw_graph(root)                      a computation graph, laid out in layers by depth
 plot_decision_boundary(predict, X, y) a 2-D classifier's regions and its data
 """
-import numpy as np
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.collections import LineCollection
 
 

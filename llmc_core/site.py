@@ -21,7 +21,6 @@ from llmc_core.course import LESSONS, REPO_DIR
 from llmc_core.fileio import atomic_write_bytes, atomic_write_text
 from llmc_core.notebook import cell_source
 
-
 LIST_ITEM = re.compile(r"^([-*+]|\d+\.)\s")
 # MathJax reads the math that pymdownx.arithmatex marks (mkdocs.yml loads MathJax itself).
 MATHJAX_CONFIG = """window.MathJax = {
@@ -122,7 +121,10 @@ def build_pages(out, root=REPO_DIR, cache=None, execute=True, names=None):
     for solution in course_sources(root):
         if names and solution.stem not in names:
             continue
-        nb = executed(solution, cache or root / "build" / "executed") if execute else nbformat.read(solution, as_version=4)
+        if execute:
+            nb = executed(solution, cache or root / "build" / "executed")
+        else:
+            nb = nbformat.read(solution, as_version=4)
         write_lesson_page(lesson_page_notebook(nb, solution.name, project), solution.stem, out / "lessons")
         pages.append(out / "lessons" / f"{solution.stem}.md")
     return pages
@@ -131,7 +133,8 @@ def build_pages(out, root=REPO_DIR, cache=None, execute=True, names=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m llmc_core.site", description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder for the Markdown sources (mkdocs.yml's docs_dir)")
-    parser.add_argument("--no-execute", action="store_true", help="render the solutions without running them (no outputs)")
+    parser.add_argument("--no-execute", action="store_true",
+                        help="render the solutions without running them (no outputs)")
     parser.add_argument("--cache", type=Path, default=None, help="executed solutions (default: build/executed)")
     args = parser.parse_args(argv)
     for page in build_pages(args.out, cache=args.cache, execute=not args.no_execute):

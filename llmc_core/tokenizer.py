@@ -110,7 +110,8 @@ def load_tokenizer(spec) -> tiktoken.Encoding:
                          f"`llmc tokenizer train`") from e
     header = _check_header(header, path)
     if _header_line(header) != first:
-        raise ValueError(f"{path} line 1: the header is not in the form save_tokenizer writes; the file was edited or damaged")
+        raise ValueError(f"{path} line 1: the header is not in the form save_tokenizer writes; "
+                         "the file was edited or damaged")
     ranks = parse_tiktoken_ranks(rest, path, first_line=2)
     if len(ranks) != header["ranks"]:
         raise ValueError(f"{path}: the header promises {header['ranks']} ranks but the file holds {len(ranks)}; "

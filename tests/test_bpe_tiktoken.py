@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 import tiktoken
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from llmc_core.datasets import tiny_shakespeare_text
 from llmc_core.encodings import cl100k_encoding, gpt2_encoding

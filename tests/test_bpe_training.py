@@ -5,8 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import regex
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from llmc_core.datasets import tiny_shakespeare_text
 from llmc_core.encodings import gpt2_encoding

@@ -63,8 +63,10 @@ def test_run_probe_classifies_what_happened():
         return nb.f(2)
     assert run_probe(probe_of(returns), {"f": lambda x: np.float32(x) * 2}) == Outcome("value", 4.0)
     assert run_probe(probe_of(returns), {}).kind == "missing"
-    assert run_probe(probe_of(returns), {"f": lambda x: 1 / 0}).message.startswith("ZeroDivisionError: division by zero (in <lambda>()")
-    assert run_probe(probe_of(returns), {"f": lambda x: object()}).message.startswith("the code returned something unexpected")
+    divides_by_zero = run_probe(probe_of(returns), {"f": lambda x: 1 / 0})
+    assert divides_by_zero.message.startswith("ZeroDivisionError: division by zero (in <lambda>()")
+    returns_object = run_probe(probe_of(returns), {"f": lambda x: object()})
+    assert returns_object.message.startswith("the code returned something unexpected")
 
     def exits(x):
         sys.exit(1)
@@ -74,7 +76,8 @@ def test_run_probe_classifies_what_happened():
 def test_errors_point_at_the_notebook_cell_and_line(tmp_path):
     import nbformat
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell("# t"), nbformat.v4.new_code_cell("def dot(a, b):\n    total = 0\n    return total / 0")]
+    nb.cells = [nbformat.v4.new_markdown_cell("# t"),
+                nbformat.v4.new_code_cell("def dot(a, b):\n    total = 0\n    return total / 0")]
     nbformat.write(nb, tmp_path / "00_setup.ipynb")
     results = run_checks("setup/dot", load_notebook(tmp_path / "00_setup.ipynb"))
     assert results[0].status == "error"
@@ -116,7 +119,8 @@ def test_probe_ids_must_name_lesson_and_exercise():
 
 
 def llmc(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "llmc_core.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run([sys.executable, "-m", "llmc_core.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
 
 
 def test_llmc_check_on_the_untouched_lesson_and_the_solution():
@@ -161,7 +165,8 @@ def test_llmc_check_on_lesson_01_untouched_wrong_and_solved(tmp_path):
     (tmp_path / "01_micrograd.ipynb").write_text(wrong)
     result = llmc("check", str(tmp_path / "01_micrograd.ipynb"))
     assert result.returncode == 1
-    assert "✗ micrograd/tanh" in result.stdout and "expected" in result.stdout.split("micrograd/tanh", 1)[1].splitlines()[1]
+    assert "✗ micrograd/tanh" in result.stdout
+    assert "expected" in result.stdout.split("micrograd/tanh", 1)[1].splitlines()[1]
 
     solved = llmc("check", str(SOLUTIONS_DIR / "01_micrograd.ipynb"))
     assert solved.returncode == 0 and "checks passed." in solved.stdout and "✗" not in solved.stdout

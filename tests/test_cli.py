@@ -2,8 +2,8 @@
 
 Each case runs the installed `llmc` entry point in a subprocess, as a user would.
 """
-import importlib
 import argparse
+import importlib
 import os
 import shutil
 import subprocess
@@ -26,7 +26,10 @@ def offline(offline_env, monkeypatch):
 
 
 def llmc(*args, prefix=(), cwd=None):
-    """Run `llmc ARGS` with this checkout's llmc_core; return (exit code, stdout, stderr). The `offline` fixture cuts the network."""
+    """Run `llmc ARGS` with this checkout's llmc_core; return (exit code, stdout, stderr).
+
+    The `offline` fixture cuts the network.
+    """
     command = [*prefix, str(LLMC) if LLMC.exists() else shutil.which("llmc"), *map(str, args)]
     env = dict(os.environ, PYTHONPATH=str(REPO_DIR))
     env.pop("LLMC_TRACEBACK", None)
@@ -71,7 +74,8 @@ def can_mount():
     """Unprivileged mounts in a private namespace (Linux): a real full or read-only file system for a test."""
     if not shutil.which("unshare"):
         return False
-    return subprocess.run(["unshare", "-Urm", "mount", "-t", "tmpfs", "tmpfs", "/mnt"], capture_output=True).returncode == 0
+    command = ["unshare", "-Urm", "mount", "-t", "tmpfs", "tmpfs", "/mnt"]
+    return subprocess.run(command, capture_output=True).returncode == 0
 
 
 def mounted(folder, options):

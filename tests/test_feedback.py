@@ -1,4 +1,5 @@
-"""What check() and the grader's feedback say: dependencies, data in mismatches, hint tiers, plurals, HTML, skipped cells."""
+"""What check() and the grader's feedback say: dependencies, data in mismatches, hint tiers, plurals, HTML,
+skipped cells."""
 import json
 
 import numpy as np
@@ -45,7 +46,8 @@ def test_an_exercise_failing_only_because_of_a_dependency_gets_one_line():
     back = [make_probe("x/backward", n, uses=("x/mul",)) for n in "abc"]
     results = mark_blocked([mul] + back, [judged(mul, 1.0, 2.0)] + [judged(p, 0.0, 1.0) for p in back])
     lines = format_results(results).split("x/backward")[1].splitlines()
-    assert lines[1] == "  ✗ fix `x/mul` first: this exercise uses it, and it fails its own checks (3 of 3 checks here fail because of it)"
+    assert lines[1] == ("  ✗ fix `x/mul` first: this exercise uses it, and it fails its own checks "
+                        "(3 of 3 checks here fail because of it)")
     assert len(lines) == 3  # the header's rest, the one line, the summary
 
 
@@ -79,7 +81,8 @@ def micrograd_with_assignment_bug(tmp_path_factory):
     """Lesson 01's solution with `=` instead of `+=` in __mul__'s backward."""
     nb = json.loads(solution_path("01_micrograd").read_text(encoding="utf-8"))
     for cell in nb["cells"]:
-        cell["source"] = "".join(cell["source"]).replace("self.grad += other.data * out.grad", "self.grad = other.data * out.grad")
+        cell["source"] = "".join(cell["source"]).replace("self.grad += other.data * out.grad",
+                                                         "self.grad = other.data * out.grad")
     path = tmp_path_factory.mktemp("bug") / "01_micrograd.ipynb"
     path.write_text(json.dumps(nb), encoding="utf-8")
     return load_notebook(path)
@@ -97,8 +100,9 @@ def test_check_of_a_later_exercise_runs_its_dependencies_and_points_at_the_bug(m
 
 def test_grader_feedback_names_the_exercise_to_fix_first(micrograd_with_assignment_bug):
     from types import SimpleNamespace
-    from llmc_core.exercises import load_snapshots, probes_for, run_probe
+
     from llmc_core.course import lesson_by_prefix
+    from llmc_core.exercises import load_snapshots, probes_for, run_probe
     from llmc_core.grading.gradebook import lesson_results
     lesson = lesson_by_prefix("micrograd")
     probes = probes_for(lesson)
@@ -116,11 +120,16 @@ def test_grader_feedback_names_the_exercise_to_fix_first(micrograd_with_assignme
 def test_a_list_mismatch_shows_position_values_lengths_and_neighbours():
     expected, got = [97, 258, 99, 100, 101, 102, 103, 104], [97, 258, 99, 100, 257, 102, 103, 104, 105]
     message = compare(expected, got, 0, 0)
-    assert message.startswith("result[4]: expected 101, got 257; the first difference in the list; lengths: expected 8, got 9")
+    assert message.startswith("result[4]: expected 101, got 257; the first difference in the list; "
+                              "lengths: expected 8, got 9")
     assert "expected [..., 258, 99, 100, 101, 102, 103, 104]" in message
-    assert compare([1, 2], [1, 2, 3], 0, 0) == "result: expected a list of length 2, got length 3; the items agree up to position 1, then got has 1 more, starting with 3"
-    assert compare([5, 6], [5], 0, 0) == "result: expected a list of length 2, got length 1; got stops after position 0, where expected goes on with 6"
-    assert compare([5], [], 0, 0) == "result: expected a list of length 1, got length 0; got is empty; expected goes on with 5"
+    assert compare([1, 2], [1, 2, 3], 0, 0) == (
+        "result: expected a list of length 2, got length 3; "
+        "the items agree up to position 1, then got has 1 more, starting with 3")
+    assert compare([5, 6], [5], 0, 0) == (
+        "result: expected a list of length 2, got length 1; got stops after position 0, where expected goes on with 6")
+    assert compare([5], [], 0, 0) == (
+        "result: expected a list of length 1, got length 0; got is empty; expected goes on with 5")
     assert "goes on with" not in compare([5, 6], [5], 0, 0, reveal=False)
 
 
@@ -149,7 +158,8 @@ def test_nan_in_an_array_is_counted():
 
 
 def test_numeric_mismatches_print_the_tolerance():
-    assert compare(1.0, 1.5, 1e-5, 1e-7) == "result: expected 1, got 1.5; got - expected = 0.5; tolerance |got - expected| <= 1e-07 + 1e-05 * |expected|"
+    assert compare(1.0, 1.5, 1e-5, 1e-7) == (
+        "result: expected 1, got 1.5; got - expected = 0.5; tolerance |got - expected| <= 1e-07 + 1e-05 * |expected|")
     assert "tolerance" not in compare(3, 4, 1e-5, 1e-7)  # ints compare exactly
 
 
@@ -194,7 +204,8 @@ def test_the_first_failure_shows_the_nudge_and_the_formula_only_on_request():
     assert "hint: Power rule." in text and "k * x**" not in text
     assert 'more direct hints: check("micrograd/pow", hint=2)' in text
     second = format_results([judge(p, Outcome("value", 1.0), {"value": 2.0, "rtol": 0, "atol": 0}, hint_level=2)])
-    assert "hint: Power rule." in second and "hint 2: d(x**k)/dx = k * x**(k - 1)" in second and "more direct" not in second
+    assert "hint: Power rule." in second and "hint 2: d(x**k)/dx = k * x**(k - 1)" in second
+    assert "more direct" not in second
 
 
 def test_an_exercise_nudge_is_said_once():
@@ -204,8 +215,8 @@ def test_an_exercise_nudge_is_said_once():
 
 
 def test_a_module_nudge_comes_before_a_plain_hint():
-    from llmc_core.exercises import hint_tiers, probes_for
     from llmc_core.course import lesson_by_prefix
+    from llmc_core.exercises import hint_tiers, probes_for
     from llmc_core.probes import micrograd
     mul = next(p for p in probes_for(lesson_by_prefix("micrograd")) if p.name == "mul_two_values")
     tiers = hint_tiers(mul)
@@ -232,7 +243,8 @@ def test_summaries_read_correctly_for_one_and_many():
 
 
 def test_html_in_jupyter_and_text_elsewhere(monkeypatch, capsys):
-    results = [one_result("passed"), ProbeResult("setup/dot/q", "setup/dot", "q<b>", "failed", 0, 1, "result: 1 < 2", "hint")]
+    results = [one_result("passed"),
+               ProbeResult("setup/dot/q", "setup/dot", "q<b>", "failed", 0, 1, "result: 1 < 2", "hint")]
     page = format_html(results)
     assert page.startswith("<pre") and "color:#1a7f37" in page and "color:#cf222e" in page and "q&lt;b&gt;" in page
     assert not checking.in_jupyter()
@@ -253,11 +265,13 @@ def test_a_cell_that_needs_unfinished_work_says_so_in_one_line(capsys):
     shell = InteractiveShell.instance()
     guard_unfinished_cells(shell)
     guard_unfinished_cells(shell)  # installing twice keeps one guard
-    stub = 'def attention_forward(x):\n    raise NotImplementedError("not implemented yet: replace this line with your code")'
+    stub = ('def attention_forward(x):\n'
+            '    raise NotImplementedError("not implemented yet: replace this line with your code")')
     assert shell.run_cell(stub).success
     capsys.readouterr()
     assert shell.run_cell("out = attention_forward(3)\nout").success
-    assert capsys.readouterr().out == "⏭ skipped: this cell needs `attention_forward`, which is not written yet (run it again once that passes its check)\n"
+    assert capsys.readouterr().out == ("⏭ skipped: this cell needs `attention_forward`, which is not written yet "
+                                       "(run it again once that passes its check)\n")
     assert shell.run_cell("print(out.shape)").success  # `out` was never made: one line again
     assert "needs `out`, which an earlier cell could not make yet" in capsys.readouterr().out
     shell.run_cell("peaks = []\nfor t in (1, 2):\n    peaks.append(t if t < 2 else attention_forward(t))")
@@ -278,6 +292,7 @@ def test_llmc_check_report_names_the_exercise_to_fix_first(micrograd_with_assign
 def test_every_declared_layout_fits_the_solution_snapshot():
     """A layout that does not fit its array is ignored by the messages; here it must fit."""
     import re
+
     from llmc_core.course import LESSONS
     from llmc_core.exercises import load_snapshots, probes_for
     from llmc_core.plain import layout_fits

@@ -78,7 +78,8 @@ CASES = {
                   torch_attention),
     "crossentropy_softmax": (lambda: [normal(14, (2, 3, 6), 2.0)],
                              ce_forward, "crossentropy_softmax_backward",
-                             lambda logits: F.cross_entropy(logits.reshape(6, 6), torch.from_numpy(TARGETS).reshape(6), reduction="none").reshape(2, 3)),
+                             lambda logits: F.cross_entropy(logits.reshape(6, 6), torch.from_numpy(TARGETS).reshape(6),
+                                                            reduction="none").reshape(2, 3)),
 }
 
 
@@ -137,7 +138,8 @@ def test_layernorm_steps_compose_to_torch_layer_norm(nb):
     x, dx = normal(34, (3, 7), 3.0, 1.0), normal(35, (3, 7))
     _, (xhat, _, rstd) = nb.layernorm_forward(x, np.ones(7), np.zeros(7))
     expected = vjp(lambda x: F.layer_norm(x, (7,), eps=1e-5), x, dx)
-    assert_close(nb.layernorm_mean_backward(nb.layernorm_variance_backward(dx, xhat, rstd)), expected, rtol=1e-10, atol=1e-12)
+    ours = nb.layernorm_mean_backward(nb.layernorm_variance_backward(dx, xhat, rstd))
+    assert_close(ours, expected, rtol=1e-10, atol=1e-12)
 
 
 def test_gelu_derivative_vs_autograd(nb):
@@ -341,7 +343,8 @@ def test_attention_backward_any_shape(nb, B, T, NH, HS, seed):
 @settings(max_examples=25, deadline=None)
 @given(rows=st.integers(1, 6), C=st.integers(2, 24), seed=st.integers(0, 2**16))
 def test_layernorm_backward_any_shape(nb, rows, C, seed):
-    x, w, b, dout = normal(seed, (2, rows, C), 3.0), normal(seed + 1, (C,)), normal(seed + 2, (C,)), normal(seed + 3, (2, rows, C))
+    x, w, b = normal(seed, (2, rows, C), 3.0), normal(seed + 1, (C,)), normal(seed + 2, (C,))
+    dout = normal(seed + 3, (2, rows, C))
     _, cache = nb.layernorm_forward(x, w, b)
     leaves = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
     (F.layer_norm(leaves[0], (C,), leaves[1], leaves[2], eps=1e-5) * torch.from_numpy(dout)).sum().backward()

@@ -131,7 +131,8 @@ def test_sampling_probs(nb, temperature, top_k):
     if top_k is not None:
         kth = torch.topk(scaled, top_k).values[-1]
         scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-    assert_close(nb.sampling_probs(logits, temperature, top_k), torch.softmax(scaled, 0).numpy(), rtol=1e-12, atol=1e-15)
+    assert_close(nb.sampling_probs(logits, temperature, top_k), torch.softmax(scaled, 0).numpy(),
+                 rtol=1e-12, atol=1e-15)
 
 
 def test_sample_frequencies(nb):

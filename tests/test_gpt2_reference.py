@@ -83,7 +83,8 @@ def test_logits_loss_and_grads_match_huggingface(name, dtype):
     ref_grads["wte.weight"] = theirs.transformer.wte.weight.grad  # tied with lm_head: one grad holds both uses
     for k, p in ours.named_parameters():
         # gradients sum over B*T positions: a looser atol
-        torch.testing.assert_close(p.grad, ref_grads[k], rtol=tol["rtol"], atol=10 * tol["atol"], msg=lambda m: f"{k}: {m}")
+        torch.testing.assert_close(p.grad, ref_grads[k], rtol=tol["rtol"], atol=10 * tol["atol"],
+                                   msg=lambda m: f"{k}: {m}")
 
 
 def test_state_dict_names_and_shapes_are_huggingface():

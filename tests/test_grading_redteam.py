@@ -4,12 +4,12 @@ Every file in tests/redteam/ is one hostile cell plus the verdict it must get. A
 in one batch (one student each, 2 jobs) and checked one by one; negative controls show that the
 cheats do work when a notebook is checked in-process without the sandbox, so these tests can fail.
 """
-import re
 import base64
 import ctypes
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -21,12 +21,10 @@ import pytest
 
 from llmc_core.course import PACKAGE_DIR, SNAPSHOT_DIR, lesson_by_notebook, solution_path
 from llmc_core.exercises import probes_for
+from llmc_core.grading import cgroups, clock, grade as grade_module, sandbox
 from llmc_core.grading.grade import grade, load_state, state_path
-from llmc_core.grading import cgroups, clock, sandbox
-from llmc_core.grading import grade as grade_module
 from llmc_core.grading.gradebook import message_line, read_gradebook
-from llmc_core.grading.sandbox import (UID_BASE, Limits, detect_isolation, processes_of_uid, remove_ipc_of_uid,
-                                      run_child)
+from llmc_core.grading.sandbox import UID_BASE, Limits, detect_isolation, processes_of_uid, remove_ipc_of_uid, run_child
 from llmc_core.grading.submissions import Student, read_lesson_notebook, safe_name
 from redteam.harness import CASES_DIR, all_cases, base_notebook, load_case, with_cell, write_submission
 from redteam.malformed import huge_outputs, malformed_notebooks, odd_zips
@@ -210,8 +208,8 @@ def test_forged_results_file_not_written(graded):
 def test_hang_in_probe_names_the_check(graded):
     feedback = (graded[0] / "feedback" / "hang_in_probe.md").read_text()
     # each failed check: its status line, the probe's input, then why it failed
-    assert re.search(r"floats_with_signs: error\n +input: .*\n +grading stopped during this check: it ran past the time limit",
-                     feedback)
+    assert re.search(r"floats_with_signs: error\n +input: .*"
+                     r"\n +grading stopped during this check: it ran past the time limit", feedback)
     assert re.search(r"empty_vectors: error\n +input: .*\n +not run: grading stopped at an earlier check", feedback)
 
 
@@ -341,7 +339,8 @@ def test_lookalike_max_is_marked(tmp_path):
     grade(submissions, tmp_path / "out", lessons=["00_setup"], jobs=2, limits=SMALL, progress=False)
     header, maximum, rows = read_gradebook(tmp_path / "out" / "gradebook.csv")
     assert maximum[0] == "max" and float(maximum[-3]) > 0
-    assert sorted(row[0] for row in rows) == sorted(["_max", "_lookalike_m\u0430\u0445", "_lookalike_\uff4d\uff41\uff58"])
+    lookalikes = ["_lookalike_m\u0430\u0445", "_lookalike_\uff4d\uff41\uff58"]  # Cyrillic, then fullwidth letters
+    assert sorted(row[0] for row in rows) == sorted(["_max", *lookalikes])
 
 
 def test_deleted_and_changed_submissions(tmp_path, capfd):
@@ -478,9 +477,13 @@ def spin_on(cpu):
 
 
 def test_starved_notebook_is_charged_only_the_time_it_ran(tmp_path, monkeypatch):
-    """Busy loops on the notebook's CPU make it wait past its time limit; the wait is not charged, it keeps its points."""
+    """Busy loops on the notebook's CPU make it wait past its time limit.
+
+    The wait is not charged: it keeps its points.
+    """
     monkeypatch.setattr(clock, "WALL_BACKSTOP", 30)  # the subject here is the charged time, not the backstop
-    burn = "import time\nstart = time.process_time()\nwhile time.process_time() - start < 0.6:  # CPU seconds\n    pass\n"
+    burn = ("import time\nstart = time.process_time()\n"
+            "while time.process_time() - start < 0.6:  # CPU seconds\n    pass\n")
     busy = with_cell(base_notebook("00_setup", "solution"), burn)
     write_submission(tmp_path / "submissions" / "ann", "00_setup", busy)
     submissions = tmp_path / "submissions"

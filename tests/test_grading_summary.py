@@ -1,4 +1,5 @@
-"""`grades/summary.md` and `summary.png`: the class overview, checked on a gradebook whose numbers are worked out by hand."""
+"""`grades/summary.md` and `summary.png`: the class overview, checked on a gradebook whose numbers are worked
+out by hand."""
 import shutil
 
 import pytest
@@ -6,8 +7,15 @@ import pytest
 from llmc_core.course import solution_path
 from llmc_core.exercises import ProbeResult
 from llmc_core.grading.grade import grade
-from llmc_core.grading.summary import (common_failures, exercise_rows, histogram, lesson_scores, slowest_notebooks,
-                                       summary_markdown, write_summary)
+from llmc_core.grading.summary import (
+    common_failures,
+    exercise_rows,
+    histogram,
+    lesson_scores,
+    slowest_notebooks,
+    summary_markdown,
+    write_summary,
+)
 
 
 def result(probe, status, max_points, hint=""):
@@ -16,7 +24,8 @@ def result(probe, status, max_points, hint=""):
 
 
 def lesson_a(add_1, add_2, mul):
-    return [result("a/add/one", add_1, 1), result("a/add/two", add_2, 1), result("a/mul/sign", mul, 2, "check the sign")]
+    return [result("a/add/one", add_1, 1), result("a/add/two", add_2, 1),
+            result("a/mul/sign", mul, 2, "check the sign")]
 
 
 def state(status="graded", wall_s=1.0):

@@ -8,8 +8,13 @@ import torch
 from llmc_core.datasets import tiny_shakespeare_text
 from llmc_core.gpt2 import GPT2, GPT2Config
 from llmc_core.tokenizer import load_tokenizer, train_tokenizer
-from llmc_core.train.export import (first_batch, read_debug_state, read_llmc_tokenizer,
-                                    write_debug_state, write_llmc_tokenizer)
+from llmc_core.train.export import (
+    first_batch,
+    read_debug_state,
+    read_llmc_tokenizer,
+    write_debug_state,
+    write_llmc_tokenizer,
+)
 from llmc_core.weights import llmc_tensor_shapes, llmc_tensors_to_state, state_to_llmc_tensors
 
 
@@ -142,9 +147,10 @@ def test_cli_export_writes_llmc_files_for_the_runs_tokenizer(tmp_path, small_tok
     write_shard(tmp_path / "t_train.bin", tokens, small_tokenizer)
     write_shard(tmp_path / "t_val.bin", tokens[:600], small_tokenizer)
     save_tokenizer(small_tokenizer, tmp_path / "t.tokenizer")
-    config = TrainConfig(tokenizer=str(tmp_path / "t.tokenizer"), n_layer=2, n_head=2, n_embd=16, seq_len=16, vocab_size=320, batch_size=2,
-                         total_batch_tokens=32, max_steps=1, warmup_steps=1, val_every=1, val_batches=1,
-                         sample_every=0, train_data=str(tmp_path / "t_train.bin"), val_data=str(tmp_path / "t_val.bin"))
+    config = TrainConfig(tokenizer=str(tmp_path / "t.tokenizer"), n_layer=2, n_head=2, n_embd=16, seq_len=16,
+                         vocab_size=320, batch_size=2, total_batch_tokens=32, max_steps=1, warmup_steps=1, val_every=1,
+                         val_batches=1, sample_every=0,
+                         train_data=str(tmp_path / "t_train.bin"), val_data=str(tmp_path / "t_val.bin"))
     train(config, tmp_path / "run", progress=False)  # the checkpoint stores the run's tokenizer
     out = {name: tmp_path / f"{name}.bin" for name in ("model", "tok", "debug")}
     assert main(["export", str(tmp_path / "run"), str(out["model"]), "--tokenizer-bin", str(out["tok"]),

@@ -96,7 +96,8 @@ def run_program(leaves, steps, make_leaf):
 def test_random_graph_matches_torch(nb, program):
     leaves, steps = program
     our_leaves, ours = run_program(leaves, steps, nb.Value)
-    torch_leaves, theirs = run_program(leaves, steps, lambda x: torch.tensor(x, dtype=torch.float64, requires_grad=True))
+    torch_leaves, theirs = run_program(leaves, steps,
+                                       lambda x: torch.tensor(x, dtype=torch.float64, requires_grad=True))
     assert_close(ours.data, theirs.item(), "output")
 
     ours.backward()

@@ -55,7 +55,8 @@ def test_rope_scores_depend_on_relative_position(impl):
     T = 12  # the same q and k at every position: the score of (t, s) is a function of t - s
     qr, kr = impl.apply_rope(q.expand(1, 1, T, 8)), impl.apply_rope(k.expand(1, 1, T, 8))
     scores = (qr @ kr.transpose(-1, -2))[0, 0]
-    torch.testing.assert_close(torch.diagonal(scores, -3), torch.full((T - 3,), scores[3, 0].item()), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.diagonal(scores, -3), torch.full((T - 3,), scores[3, 0].item()),
+                               rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="even"):
         impl.apply_rope(torch.zeros(1, 1, 2, 5))
 
@@ -111,7 +112,8 @@ def test_muon_param_groups_split(impl):
     model = modern.GPT(CONFIG, modern.Recipe(rope=True, norm="rms", qk_norm=True, untie_head=True))
     names = {id(p): n for n, p in model.named_parameters()}
     muon, decay, no_decay = (sorted(names[id(p)] for p in g["params"]) for g in impl.muon_param_groups(model, 0.1))
-    assert muon == sorted(n for n in names.values() if n.startswith("h.") and n.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")))
+    matrices = ("c_attn.weight", "c_proj.weight", "c_fc.weight")
+    assert muon == sorted(n for n in names.values() if n.startswith("h.") and n.endswith(matrices))
     assert decay == ["lm_head", "wte.weight"]
     assert all(n.endswith(("bias", "_norm", "ln_1.weight", "ln_2.weight", "ln_f.weight")) for n in no_decay)
     assert len(muon) + len(decay) + len(no_decay) == len(names)

@@ -3,13 +3,16 @@ import nbformat
 import pytest
 
 from llmc_core import load_notebook
-from llmc_core.exercises import Namespace, MissingName
+from llmc_core.exercises import MissingName, Namespace
 
 
 def write_notebook(path, cells):
     nb = nbformat.v4.new_notebook()
     for source, tags in cells:
-        cell = nbformat.v4.new_code_cell(source) if not source.startswith("#md ") else nbformat.v4.new_markdown_cell(source[4:])
+        if source.startswith("#md "):
+            cell = nbformat.v4.new_markdown_cell(source[4:])
+        else:
+            cell = nbformat.v4.new_code_cell(source)
         if tags:
             cell.metadata["tags"] = tags
         nb.cells.append(cell)

@@ -13,7 +13,8 @@ def test_to_plain_turns_numpy_scalars_and_tuples_into_python():
     assert [type(v) for v in got["a"]] == [float, int, bool]
 
 
-@pytest.mark.parametrize("bad", [object(), {1: 2}, np.array(["a"]), {"x": [1, {2}]}], ids=["object", "int-key", "str-array", "nested-set"])
+@pytest.mark.parametrize("bad", [object(), {1: 2}, np.array(["a"]), {"x": [1, {2}]}],
+                         ids=["object", "int-key", "str-array", "nested-set"])
 def test_to_plain_rejects_anything_else(bad):
     with pytest.raises(TypeError, match="plain"):
         to_plain(bad)

@@ -20,8 +20,15 @@ import numpy as np
 import pytest
 import tiktoken
 
-from llmc_core.encodings import (CL100K_SPLIT_PATTERN, GPT2_ENCODER_JSON, GPT2_SPLIT_PATTERN, GPT2_VOCAB_BPE,
-                                 gpt2_byte_to_unicode, gpt2_mergeable_ranks, load_tiktoken_ranks)
+from llmc_core.encodings import (
+    CL100K_SPLIT_PATTERN,
+    GPT2_ENCODER_JSON,
+    GPT2_SPLIT_PATTERN,
+    GPT2_VOCAB_BPE,
+    gpt2_byte_to_unicode,
+    gpt2_mergeable_ranks,
+    load_tiktoken_ranks,
+)
 from llmc_core.llmc_header import SHARD_MAGIC, header_bytes
 from llmc_core.tokenizer import load_tokenizer, ranks_text, save_tokenizer, train_tokenizer
 from llmc_core.train.shards import load_shard, read_shard_info, write_shard

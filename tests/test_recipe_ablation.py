@@ -1,4 +1,5 @@
-"""benchmarks/recipe_ablation.py's statistics: Student's t tail against published critical values, Welch's test by hand."""
+"""benchmarks/recipe_ablation.py's statistics: Student's t tail against published critical values, Welch's test
+by hand."""
 import importlib.util
 import math
 
@@ -14,7 +15,8 @@ spec.loader.exec_module(ablation)
 
 # two-sided critical values t such that P(|T| >= t) = p, from the standard t table
 @pytest.mark.parametrize("t, df, p", [(2.228, 10, 0.05), (2.776, 4, 0.05), (3.169, 10, 0.01), (12.706, 1, 0.05),
-                                      (1.960, 1e6, 0.05), (0.0, 5, 1.0)], ids=["df10", "df4", "df10-1%", "df1", "normal", "zero"])
+                                      (1.960, 1e6, 0.05), (0.0, 5, 1.0)],
+                         ids=["df10", "df4", "df10-1%", "df1", "normal", "zero"])
 def test_student_t_tail_matches_the_table(t, df, p):
     assert ablation.student_t_two_sided(t, df) == pytest.approx(p, abs=2e-4)
 
@@ -31,6 +33,7 @@ def test_welch_by_hand():
 def test_every_idea_is_removed_once():
     variants = ablation.variants()
     assert variants["gpt2"] == RECIPES["gpt2"] and variants["modern"] == RECIPES["modern"]
-    changed = [[k for k in RECIPES["modern"] if v[k] != RECIPES["modern"][k]] for name, v in variants.items() if name.startswith("- ")]
-    assert sorted(k for c in changed for k in c) == sorted(k for k in RECIPES["modern"] if RECIPES["modern"][k] != RECIPES["gpt2"][k])
+    modern, gpt2 = RECIPES["modern"], RECIPES["gpt2"]
+    changed = [[k for k in modern if v[k] != modern[k]] for name, v in variants.items() if name.startswith("- ")]
+    assert sorted(k for c in changed for k in c) == sorted(k for k in modern if modern[k] != gpt2[k])
     assert all(len(c) == 1 for c in changed)

@@ -9,8 +9,15 @@ import pytest
 from llmc_core.build import BEGIN, project_settings
 from llmc_core.course import LESSONS, REPO_DIR, SOLUTIONS_DIR
 from llmc_core.notebook import read_notebook
+from llmc_core.site import (
+    blank_line_before_lists,
+    build_pages,
+    executed,
+    home_page,
+    lesson_page_notebook,
+    write_lesson_page,
+)
 from test_build import SOLUTIONS, solution_only_lines
-from llmc_core.site import blank_line_before_lists, build_pages, executed, home_page, lesson_page_notebook, write_lesson_page
 
 FIRST = SOLUTIONS_DIR / f"{LESSONS[0].notebook}.ipynb"
 

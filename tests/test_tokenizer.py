@@ -8,8 +8,15 @@ from tiktoken.load import load_tiktoken_bpe
 from llmc_core import bpe
 from llmc_core.datasets import tiny_shakespeare_text
 from llmc_core.encodings import load_tiktoken_ranks
-from llmc_core.tokenizer import (EOT, load_tokenizer, save_tokenizer, tokenizer_fingerprint, tokenizer_from_dict,
-                                 tokenizer_to_dict, train_tokenizer)
+from llmc_core.tokenizer import (
+    EOT,
+    load_tokenizer,
+    save_tokenizer,
+    tokenizer_fingerprint,
+    tokenizer_from_dict,
+    tokenizer_to_dict,
+    train_tokenizer,
+)
 
 CORPUS = tiny_shakespeare_text()[:40_000]
 

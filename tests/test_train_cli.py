@@ -117,6 +117,7 @@ def test_default_command_prepares_shakespeare_and_writes_a_run_folder(tmp_path):
 ], ids=["cuda", "cuda0", "max-steps-0", "ignored-flag"])
 def test_train_mistakes_end_in_one_line(data, tmp_path, capsys, flags, message):
     import torch
+
     from llmc_core.train.cli import main
     if flags[0] == "--device" and torch.cuda.is_available():
         pytest.skip("a GPU is present")

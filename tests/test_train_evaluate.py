@@ -11,8 +11,16 @@ from llmc_core.encodings import gpt2_encoding
 from llmc_core.gpt2 import GPT2, GPT2Config
 from llmc_core.train.cli import load_trained_model, main
 from llmc_core.train.config import TrainConfig
-from llmc_core.train.evaluate import (bits_per_byte, count_bytes, hellaswag_accuracy, hellaswag_batch, hellaswag_predict,
-                                      read_hellaswag, token_byte_lengths, val_text_size)
+from llmc_core.train.evaluate import (
+    bits_per_byte,
+    count_bytes,
+    hellaswag_accuracy,
+    hellaswag_batch,
+    hellaswag_predict,
+    read_hellaswag,
+    token_byte_lengths,
+    val_text_size,
+)
 from llmc_core.train.loader import ShardLoader
 from llmc_core.train.plot import plot_run
 from llmc_core.train.sample import generate

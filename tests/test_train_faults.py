@@ -1,4 +1,5 @@
-"""Faults injected into runs: corrupted checkpoints, a second process, killed writes, empty shards, resumed wall time."""
+"""Faults injected into runs: corrupted checkpoints, a second process, killed writes, empty shards,
+resumed wall time."""
 import os
 import subprocess
 import sys

@@ -74,8 +74,8 @@ def test_cli_recipe_flags_sample_and_export_refusal(data, tmp_path, capsys):
              "--train-data", str(data / "toy_train.bin"), "--val-data", str(data / "toy_val.bin"), "--out", str(run)]
     assert main(["train", "--recipe", "modern", "--softcap", "20", *flags]) == 0
     config = TrainConfig.from_dict(load_checkpoint(run)["config"])
-    assert (config.rope, config.norm, config.qk_norm, config.mlp, config.untie_head, config.optimizer, config.softcap) == \
-        (True, "rms", True, "relu2", True, "muon", 20.0)
+    recipe = (config.rope, config.norm, config.qk_norm, config.mlp, config.untie_head, config.optimizer, config.softcap)
+    assert recipe == (True, "rms", True, "relu2", True, "muon", 20.0)
     capsys.readouterr()
     assert main(["export", str(run), str(tmp_path / "model.bin")]) == 2
     err = capsys.readouterr().err

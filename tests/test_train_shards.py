@@ -6,8 +6,14 @@ import pytest
 import torch
 
 from llmc_core.train.loader import ShardLoader
-from llmc_core.train.shards import (check_shards_length, check_shards_tokenizer, load_shard, read_shard_header,
-                                   read_shard_info, write_shard)
+from llmc_core.train.shards import (
+    check_shards_length,
+    check_shards_tokenizer,
+    load_shard,
+    read_shard_header,
+    read_shard_info,
+    write_shard,
+)
 
 
 def write_shards(directory, sizes, seed):

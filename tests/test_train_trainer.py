@@ -96,12 +96,14 @@ def test_decay_groups_split_by_dimension():
     assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.1, 0.0)
 
 
-@pytest.mark.parametrize("warmup, max_steps, min_frac", [(10, 100, 0.1), (1, 20, 0.0), (5, 5, 0.1)], ids=["w10", "w1", "allwarm"])
+@pytest.mark.parametrize("warmup, max_steps, min_frac", [(10, 100, 0.1), (1, 20, 0.0), (5, 5, 0.1)],
+                         ids=["w10", "w1", "allwarm"])
 def test_lr_schedule_matches_torch_schedulers(warmup, max_steps, min_frac):
     # oracle: PyTorch's LinearLR warmup followed by CosineAnnealingLR
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([p], lr=6e-4)
-    warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1 / warmup, end_factor=1.0, total_iters=max(warmup - 1, 1))
+    warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1 / warmup, end_factor=1.0,
+                                             total_iters=max(warmup - 1, 1))
     cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(max_steps - warmup, 1), eta_min=6e-4 * min_frac)
     sched = torch.optim.lr_scheduler.SequentialLR(opt, [warm, cosine], milestones=[warmup])
     expected = []

@@ -32,12 +32,14 @@ def fast(notebooks):
 
 # ---------------------------------------------------------------- LR schedule
 
-@pytest.mark.parametrize("warmup, max_steps, min_frac", [(10, 100, 0.1), (1, 20, 0.0), (7, 50, 0.25)], ids=["w10", "w1", "w7"])
+@pytest.mark.parametrize("warmup, max_steps, min_frac", [(10, 100, 0.1), (1, 20, 0.0), (7, 50, 0.25)],
+                         ids=["w10", "w1", "w7"])
 def test_lr_schedule_matches_torch_schedulers(nb, warmup, max_steps, min_frac):
     # oracle: LinearLR from lr/warmup to lr over the warmup steps, then CosineAnnealingLR to the floor
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([p], lr=6e-4)
-    warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1 / warmup, end_factor=1.0, total_iters=max(warmup - 1, 1))
+    warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1 / warmup, end_factor=1.0,
+                                             total_iters=max(warmup - 1, 1))
     cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_steps - warmup, eta_min=6e-4 * min_frac)
     sched = torch.optim.lr_scheduler.SequentialLR(opt, [warm, cosine], milestones=[warmup])
     expected = []
@@ -49,7 +51,8 @@ def test_lr_schedule_matches_torch_schedulers(nb, warmup, max_steps, min_frac):
     np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=0)
 
 
-@pytest.mark.parametrize("warmup, max_steps, min_frac", [(0, 11, 0.0), (6, 6, 0.25), (20, 400, 0.1)], ids=["w0", "allwarm", "cpu"])
+@pytest.mark.parametrize("warmup, max_steps, min_frac", [(0, 11, 0.0), (6, 6, 0.25), (20, 400, 0.1)],
+                         ids=["w0", "allwarm", "cpu"])
 def test_lr_schedule_equals_the_trainers(nb, warmup, max_steps, min_frac):
     ours = [nb.lr_at(s, 3e-3, warmup, max_steps, min_frac) for s in range(max_steps + 5)]
     theirs = [optim.lr_at(s, 3e-3, warmup, max_steps, min_frac) for s in range(max_steps + 5)]
@@ -74,7 +77,8 @@ def test_param_groups_follow_the_rule_written_by_hand(nb):
 
 # ---------------------------------------------------------------- gradient accumulation
 
-@pytest.mark.parametrize("args", [(524288, 64, 1024, 8), (1024, 8, 128, 1), (96, 3, 4, 2), (1000, 8, 128, 1)], ids=["gpt2x8", "cpu", "odd", "bad"])
+@pytest.mark.parametrize("args", [(524288, 64, 1024, 8), (1024, 8, 128, 1), (96, 3, 4, 2), (1000, 8, 128, 1)],
+                         ids=["gpt2x8", "cpu", "odd", "bad"])
 def test_grad_accum_steps_equals_the_trainers(nb, args):
     try:
         expected = optim.grad_accum_steps(*args)
@@ -104,7 +108,8 @@ def test_accumulated_gradient_equals_the_big_batch_gradient(nb, micro, seed):
 
 # ---------------------------------------------------------------- data loading
 
-@pytest.mark.parametrize("W, M, B, T, n", [(2, 2, 3, 16, 1000), (1, 3, 2, 8, 777), (4, 1, 1, 4, 130)], ids=["w2m2", "w1m3", "w4m1"])
+@pytest.mark.parametrize("W, M, B, T, n", [(2, 2, 3, 16, 1000), (1, 3, 2, 8, 777), (4, 1, 1, 4, 130)],
+                         ids=["w2m2", "w1m3", "w4m1"])
 def test_batch_start_matches_the_trainers_loader(nb, tmp_path, W, M, B, T, n):
     tokens = np.random.default_rng(W * 10 + M).integers(0, 50000, size=n)
     write_shard(tmp_path / "t_train.bin", tokens)
@@ -134,7 +139,8 @@ def test_flops_per_token_against_counted_matmuls(nb):
     counts = counter.get_flop_counts()["Global"]
     tokens = B * T
     matmul_params = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2 and n != "wpe.weight")
-    assert nb.flops_per_token(matmul_params, L, C, T) == counts[torch.ops.aten.mm] // tokens + counts[torch.ops.aten.bmm] // tokens // 2
+    counted = counts[torch.ops.aten.mm] // tokens + counts[torch.ops.aten.bmm] // tokens // 2
+    assert nb.flops_per_token(matmul_params, L, C, T) == counted
     n = model.num_parameters()
     assert nb.flops_per_token(n, L, C, T) == optim.flops_per_token(n, L, C, T)
 
@@ -143,7 +149,8 @@ def test_mfu_is_the_trainers_formula(nb):
     flops = optim.flops_per_token(124_475_904, 12, 768, 1024)
     for tokens_per_s, world in ((400_000.0, 1), (3_000_000.0, 8)):
         # the trainer logs flops_token * tokens_per_s / (peak * W)
-        assert nb.mfu(tokens_per_s, flops, 989e12, world) == pytest.approx(flops * tokens_per_s / (989e12 * world), rel=1e-12)
+        expected = flops * tokens_per_s / (989e12 * world)
+        assert nb.mfu(tokens_per_s, flops, 989e12, world) == pytest.approx(expected, rel=1e-12)
     with pytest.raises(ValueError):
         nb.mfu(1000.0, flops, 0.0)
 

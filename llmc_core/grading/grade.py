@@ -25,12 +25,20 @@ from pathlib import Path
 
 from llmc_core.course import LESSONS, REFERENCE_DIR, REPO_DIR, SNAPSHOT_DIR, SOLUTIONS_DIR, lesson_by_notebook
 from llmc_core.exercises import load_snapshots, probes_for
-from llmc_core.grading import hidden as hidden_probes
-from llmc_core.grading import lesson_needs, protocol, store
+from llmc_core.grading import hidden as hidden_probes, lesson_needs, protocol, store
 from llmc_core.grading.gradebook import write_reports
 from llmc_core.grading.sandbox import Limits, detect_isolation, remove_stale_workroots, run_child
-from llmc_core.grading.store import (digest, is_current, load_state, remove_partial_writes, remove_student, save_state,
-                                     state_path, stored_students, writing_to)
+from llmc_core.grading.store import (
+    digest,
+    is_current,
+    load_state,
+    remove_partial_writes,
+    remove_student,
+    save_state,
+    state_path,
+    stored_students,
+    writing_to,
+)
 from llmc_core.grading.submissions import Found, find_students, read_lesson_notebook
 
 MAX_NOTEBOOK_BYTES = 50 << 20

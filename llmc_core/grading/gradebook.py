@@ -74,7 +74,9 @@ def issues_of(plan, state):
     if state is None:
         return f"{plan.lesson.notebook}: not graded yet"
     if state["status"] == protocol.GRADED:
-        return f"{plan.lesson.notebook}: {plural(len(state['cell_errors']), 'cell')} failed" if state["cell_errors"] else ""
+        if not state["cell_errors"]:
+            return ""
+        return f"{plan.lesson.notebook}: {plural(len(state['cell_errors']), 'cell')} failed"
     return f"{plan.lesson.notebook}: {state['status']}"
 
 

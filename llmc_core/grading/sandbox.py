@@ -82,8 +82,8 @@ class Isolation:
                                "children keep your uid",
             "private-user": "no namespaces available: a private uid per job, killed by uid; network is NOT blocked and "
                             "world-readable files (snapshots included) are readable by the child",
-            "rlimits-only": "no namespaces and not root: resource limits only; network is NOT blocked, the child can read "
-                            "what you can read, and a process it detaches may outlive its notebook",
+            "rlimits-only": "no namespaces and not root: resource limits only; network is NOT blocked, "
+                            "the child can read what you can read, and a process it detaches may outlive its notebook",
         }[self.mode]
 
 

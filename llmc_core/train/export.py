@@ -17,8 +17,14 @@ import torch
 
 from llmc_core.fileio import atomic_write_bytes
 from llmc_core.gpt2 import GPT2Config
-from llmc_core.llmc_header import (DEBUG_STATE_MAGIC, HEADER_BYTES, TOKENIZER_MAGIC, check_unused, header_bytes,
-                                   read_header)
+from llmc_core.llmc_header import (
+    DEBUG_STATE_MAGIC,
+    HEADER_BYTES,
+    TOKENIZER_MAGIC,
+    check_unused,
+    header_bytes,
+    read_header,
+)
 from llmc_core.weights import llmc_tensor_shapes, state_to_llmc_tensors
 
 TOKENIZER_VERSION = 2
@@ -94,7 +100,10 @@ def write_debug_state(path, model, x, y) -> dict:
 
 
 def read_debug_state(path, config: GPT2Config) -> dict:
-    """The contents of an llm.c debug state for a model of `config` (as debug_state returns them, grads by llm.c name)."""
+    """The contents of an llm.c debug state for a model of `config`.
+
+    As debug_state returns them, grads by llm.c name.
+    """
     fix = "write it again with `llmc export RUN MODEL.bin --debug-state FILE`"
     header, size = read_header(path, DEBUG_STATE_MAGIC, (DEBUG_STATE_VERSION,), fix)
     B, T, V = int(header[2]), int(header[3]), config.vocab_size

@@ -192,7 +192,8 @@ def prepare_tinystories(out_dir, enc, source, workers, shard_tokens, progress):
     files = sorted(Path(source).glob("*.json"))
     if len(files) < 2:
         raise ValueError(f"{source} holds {len(files)} TinyStories .json files; need at least 2 (val = the first)")
-    paths = write_split(tinystories_texts(files[0]), enc, out_dir, "tinystories", "val", shard_tokens, workers, progress)
+    paths = write_split(tinystories_texts(files[0]), enc, out_dir, "tinystories", "val", shard_tokens, workers,
+                        progress)
     train_texts = (text for f in files[1:] for text in tinystories_texts(f))
     return paths + write_split(train_texts, enc, out_dir, "tinystories", "train", shard_tokens, workers, progress)
 

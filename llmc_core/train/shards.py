@@ -46,7 +46,8 @@ def write_shard(path, tokens, tokenizer=None):
     fields = [tokens.size]
     if tokenizer is not None:
         if tokenizer.n_vocab > MAX_TOKEN + 1:
-            raise ValueError(f"{tokenizer.name} has {tokenizer.n_vocab} tokens; uint16 shards hold at most {MAX_TOKEN + 1}")
+            raise ValueError(f"{tokenizer.name} has {tokenizer.n_vocab} tokens; "
+                             f"uint16 shards hold at most {MAX_TOKEN + 1}")
         from llmc_core.tokenizer import tokenizer_fingerprint
         digest = np.frombuffer(bytes.fromhex(tokenizer_fingerprint(tokenizer)), dtype="<i4")
         fields += [tokenizer.n_vocab, *digest.tolist()]

@@ -31,19 +31,24 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from llmc_core.fileio import atomic_write_json
 from llmc_core import modern
+from llmc_core.fileio import atomic_write_json
 from llmc_core.gpt2 import GPT2, GPT2Config
+from llmc_core.tokenizer import load_tokenizer, tokenizer_to_dict
 from llmc_core.train.checkpoint import BEST_NAME, CHECKPOINT_NAME, load_latest_good, save_checkpoint
 from llmc_core.train.config import TrainConfig
-from llmc_core.tokenizer import load_tokenizer, tokenizer_to_dict
-from llmc_core.train.evaluate import (bits_per_byte, hellaswag_accuracy, hellaswag_examples, token_byte_lengths, val_loss,
-                                      val_text_size)
+from llmc_core.train.evaluate import (
+    bits_per_byte,
+    hellaswag_accuracy,
+    hellaswag_examples,
+    token_byte_lengths,
+    val_loss,
+    val_text_size,
+)
 from llmc_core.train.loader import ShardLoader, find_shards
 from llmc_core.train.optim import fused_adamw_available, peak_flops
 from llmc_core.train.parts import TrainerParts
-from llmc_core.train.rundir import (LOG_NAME, RunLock, RunLog, read_log,  # noqa: F401 (read_log: the public reader)
-                                    remove_stale_temporaries)
+from llmc_core.train.rundir import LOG_NAME, RunLock, RunLog, read_log, remove_stale_temporaries  # noqa: F401 (read_log: the public reader)
 from llmc_core.train.sample import generate
 from llmc_core.train.shards import check_shards_tokenizer, load_shard
 
@@ -371,7 +376,8 @@ def describe(run, use_compile, fused, train_pattern, val_pattern):
     """Print the model, device, batch, data, unigram baseline and MFU peak of the run."""
     config, mc, W = run.config, run.raw_model.config, run.runtime.world_size
     dtype = resolve_dtype(config, run.runtime.device)
-    run.say(f"model: GPT-2 ({modern.recipe_name(config)} recipe) L={mc.n_layer} NH={mc.n_head} C={mc.n_embd} T={config.seq_len}, "
+    run.say(f"model: GPT-2 ({modern.recipe_name(config)} recipe) "
+            f"L={mc.n_layer} NH={mc.n_head} C={mc.n_embd} T={config.seq_len}, "
             f"{run.raw_model.num_parameters():,} parameters ({'padded' if config.padded_vocab else 'unpadded'} vocab)")
     run.say(f"device: {run.runtime.device} x {W} process(es), {str(dtype).replace('torch.', '')}, compile "
             f"{'on' if use_compile else 'off'}, attention {config.attention}, "
@@ -386,7 +392,10 @@ def describe(run, use_compile, fused, train_pattern, val_pattern):
     run.say(f"unigram baseline: the entropy of the training tokens is {run.baseline:.4f} nats per token = "
             f"{run.baseline_bpb:.3f} bits per byte; the loss must go below it to show the model uses context")
     peak = run.peak
-    run.say(f"MFU: {'n/a on ' + run.runtime.device.type if peak is None else f'against a peak of {peak / 1e12:.1f} TFLOPS per device'}")
+    if peak is None:
+        run.say(f"MFU: n/a on {run.runtime.device.type}")
+    else:
+        run.say(f"MFU: against a peak of {peak / 1e12:.1f} TFLOPS per device")
 
 
 def load_hellaswag(run, data_dir):
@@ -661,7 +670,8 @@ def finish(run):
                "unigram_entropy": run.baseline, "unigram_bpb": run.baseline_bpb,
                "wall_s": run.wall_before + this_part, "wall_s_this_part": this_part,
                "budget_clock": run.config.budget_clock, "stopped_by": run.stopped_by,
-               "val_tokens": run.val_size[0], "val_bytes": run.val_size[1], "val_data": run.val_pattern, "out_dir": str(run.out_dir)}
+               "val_tokens": run.val_size[0], "val_bytes": run.val_size[1], "val_data": run.val_pattern,
+               "out_dir": str(run.out_dir)}
     if not run.runtime.master:
         return summary
     atomic_write_json(run.out_dir / "summary.json", summary)
