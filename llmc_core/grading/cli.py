@@ -142,11 +142,14 @@ def main(argv=None):
     """Run the grading commands alone (`python -m llmc_core.grading.cli grade ...`)."""
     import argparse
 
-    from llmc_core.cli import run_command
-
     parser = argparse.ArgumentParser(prog="llmc")
     register(parser.add_subparsers(dest="command", required=True))
-    return run_command(parser, argv)
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
