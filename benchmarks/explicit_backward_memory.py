@@ -10,7 +10,7 @@ attention (sdpa), and the explicit model with GELU recomputed in the backward.
   from torch.profiler's allocation events (lesson 05's `peak_memory`; CPU allocator only).
 - step ms: median wall time of a forward+backward over --steps steps, models taking turns.
 
-    python benchmarks/explicit_backward_memory.py --preset shakespeare-cpu --batch 4 --seq-len 128
+    python benchmarks/explicit_backward_memory.py --preset shakespeare-gpt2vocab --batch 4 --seq-len 128
 """
 import argparse
 import time
@@ -27,7 +27,7 @@ PEER = "autograd (manual attention)"
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--preset", default="shakespeare-cpu", help="GPT2Config preset name (default: shakespeare-cpu)")
+    parser.add_argument("--preset", default="shakespeare-gpt2vocab", help="GPT2Config preset name (default: %(default)s)")
     parser.add_argument("--batch", type=int, default=4, help="sequences per step, B (default: 4)")
     parser.add_argument("--seq-len", type=int, default=128, help="tokens per sequence, T <= block_size (default: 128)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per model, after one warm-up (default: 5)")

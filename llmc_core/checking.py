@@ -57,10 +57,8 @@ def mark_blocked(probes, results):
 
     A blocked probe names the failing exercises at the root: those that fail on their own.
     """
-    by_exercise = {}
-    for p, r in zip(probes, results):
-        if not getattr(p.func, "measures_speed", False):  # a correct but slow exercise breaks nothing that uses it
-            by_exercise.setdefault(r.exercise, []).append(r)
+    # a correct but slow exercise breaks nothing that uses it
+    by_exercise = exercises(r for p, r in zip(probes, results) if not getattr(p.func, "measures_speed", False))
     roots = {}
 
     def root_failures(exercise):
@@ -128,11 +126,8 @@ def plural(n, word):
 
 def exercise_points(results):
     """{exercise id: (points earned, points possible)}, in order."""
-    totals = {}
-    for r in results:
-        earned, possible = totals.get(r.exercise, (0, 0))
-        totals[r.exercise] = (earned + r.points, possible + r.max_points)
-    return totals
+    return {exercise: (sum(r.points for r in rs), sum(r.max_points for r in rs))
+            for exercise, rs in exercises(results).items()}
 
 
 def format_points(x):
@@ -145,10 +140,7 @@ def result_lines(results, hidden_probe_ids=()):
     kind is exercise, passed, failed, detail, hint, more, skipped or summary.
     """
     lines = []
-    by_exercise = {}
-    for r in results:
-        by_exercise.setdefault(r.exercise, []).append(r)
-    for exercise_id, rs in by_exercise.items():
+    for exercise_id, rs in exercises(results).items():
         earned = sum(r.points for r in rs)
         possible = sum(r.max_points for r in rs)
         lines.append(("exercise", f"{exercise_id}  ({format_points(earned)}/{format_points(possible)} points)"))
@@ -240,10 +232,7 @@ def notebook_report(lesson, notebook):
     """(text, all_passed) for `llmc check`: one line per exercise, then the cells that failed."""
     results = run_checks(lesson.prefix, notebook)
     lines = [f"{lesson.notebook}: {lesson.title}"]
-    by_exercise = {}
-    for r in results:
-        by_exercise.setdefault(r.exercise, []).append(r)
-    for exercise_id, rs in by_exercise.items():
+    for exercise_id, rs in exercises(results).items():
         status = exercise_status(rs)
         earned, possible = sum(r.points for r in rs), sum(r.max_points for r in rs)
         mark = {"passed": "✓", "not implemented": "·", "failed": "✗"}[status]
@@ -281,9 +270,7 @@ def progress_rows(directory, load):
             rows.append((lesson, 0, len(exercises(probes)), 0, sum(p.points for p in probes), str(e).splitlines()[0]))
             continue
         results = run_checks(lesson.prefix, notebook)
-        grouped = {}
-        for r in results:
-            grouped.setdefault(r.exercise, []).append(r)
+        grouped = exercises(results)
         done = sum(exercise_status(rs) == "passed" for rs in grouped.values())
         note = f"{plural(len(notebook.cell_errors), 'cell')} failed to run" if notebook.cell_errors else ""
         points, max_points = sum(r.points for r in results), sum(r.max_points for r in results)

@@ -135,7 +135,16 @@ def first_command(argv):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = make_parser(first_command(argv)).parse_args(argv)
+    return run_command(make_parser(first_command(argv)), argv)
+
+
+def run_command(parser, argv=None):
+    """Parse `argv` and run the command it names: every llmc command line ends here (`llmc`, `python -m ...`).
+
+    The parser's subparsers are `dest="command"` and set `run`. A user's mistake prints one line and
+    returns 2; anything else one line too, unless LLMC_TRACEBACK is set.
+    """
+    args = parser.parse_args(argv)
     name = f"llmc {args.command}"
     try:
         return args.run(args)

@@ -8,14 +8,24 @@ class Lesson:
     notebook: str  # file stem in solutions/ and lessons/, e.g. "01_micrograd"
     prefix: str    # exercise ids start with this and a slash: "micrograd/backward"
     title: str
-    # Later lessons build on this lesson's solution: `llmc build` copies it into the package
-    # (llmc_core/references/), where llmc_core.numpy_gpt2 (lesson 02), llmc_core.bpe (lesson 04)
-    # or llmc_core.kernels (lesson 06) loads it, so it works wherever the package does.
+    # Later lessons build on this lesson's solution: `llmc build` writes its code cells as a module of
+    # the package (`reference_module`), which llmc_core.numpy_gpt2 (lesson 02), llmc_core.bpe (lesson 04)
+    # or llmc_core.kernels (lesson 06) imports, so it works wherever the package does.
     reference: bool = False
 
     @property
     def filename(self):
         return self.notebook + ".ipynb"
+
+    @property
+    def reference_module(self):
+        """The module `llmc build` generates from the solution: "llmc_core.references.gpt2_numpy_forward"."""
+        return "llmc_core.references." + self.notebook.split("_", 1)[1]
+
+    @property
+    def reference_path(self):
+        """The file of `reference_module` in this package (llmc_core/references/gpt2_numpy_forward.py)."""
+        return REFERENCE_DIR / (self.reference_module.rsplit(".", 1)[1] + ".py")
 
     @property
     def probe_module(self):

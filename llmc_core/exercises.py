@@ -12,7 +12,7 @@ import linecache
 import re
 import sys
 import traceback
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from llmc_core import plain
@@ -224,11 +224,11 @@ def current_probe_id(probe_id):
     return f"{current_exercise_id(exercise)}/{name}"
 
 
-def exercises(probes):
-    """{exercise id: [probes]} in the order the exercises first appear."""
+def exercises(items):
+    """{exercise id: [items]} of probes or their results (anything with `.exercise`), in first-appearance order."""
     grouped = {}
-    for p in probes:
-        grouped.setdefault(p.exercise, []).append(p)
+    for item in items:
+        grouped.setdefault(item.exercise, []).append(item)
     return grouped
 
 
@@ -324,13 +324,6 @@ class ProbeResult:
     more_hints: int = 0  # tiers not shown yet
     inputs: str = ""   # what the probe fed the code, shown with a failure
     blocked_by: list = field(default_factory=list)  # failing exercises this probe uses: fix those first
-
-    def to_json(self):
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data):
-        return cls(**data)
 
 
 def judge(probe, outcome, snapshot, reveal=True, hint_level=1):

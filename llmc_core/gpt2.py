@@ -72,8 +72,9 @@ PRESETS = {
     "tiny": GPT2Config(block_size=32, vocab_size=64, n_layer=2, n_head=2, n_embd=32),
     # tiny, but with the GPT-2 vocabulary, so it reads and writes real GPT-2 tokens.
     "tiny-gpt2vocab": GPT2Config(block_size=64, vocab_size=50257, n_layer=2, n_head=2, n_embd=32),
-    # trains on tiny Shakespeare (GPT-2 tokens) on a CPU in minutes.
-    "shakespeare-cpu": GPT2Config(block_size=128, vocab_size=50257, n_layer=4, n_head=4, n_embd=128),
+    # trains on tiny Shakespeare (GPT-2 tokens) on a CPU in minutes; the trainer's `shakespeare-cpu` preset
+    # (llmc_core.train.config) has this shape with a 4,096-token vocabulary.
+    "shakespeare-gpt2vocab": GPT2Config(block_size=128, vocab_size=50257, n_layer=4, n_head=4, n_embd=128),
 }
 
 

@@ -25,17 +25,6 @@ from llmc_core.llmc_header import HEADER_BYTES, MODEL_MAGIC, header_bytes, read_
 # Hugging Face state dicts
 
 
-def hf_param_names(config: GPT2Config) -> list[str]:
-    """Every parameter name of a GPT-2 with `config`, in the order of GPT2.named_parameters()."""
-    per_layer = [
-        "ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight",
-        "attn.c_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias",
-        "mlp.c_proj.weight", "mlp.c_proj.bias",
-    ]  # fmt: skip
-    layers = [f"h.{i}.{name}" for i in range(config.n_layer) for name in per_layer]
-    return ["wte.weight", "wpe.weight", *layers, "ln_f.weight", "ln_f.bias"]
-
-
 def hf_param_shapes(config: GPT2Config, vocab_rows: int | None = None) -> dict[str, tuple]:
     """name -> shape in Hugging Face's layout; wte has vocab_rows rows (default V)."""
     C = config.n_embd

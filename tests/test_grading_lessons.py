@@ -5,7 +5,7 @@ one batch under the strongest sandbox this machine allows and the default limits
 soon as its solution, probes and snapshots exist. The grader's points per exercise are compared with
 check() run in this process on the same notebooks (the oracle for well-behaved notebooks).
 
-Lesson 03 builds on lesson 02's solution (its copy in llmc_core/references/), which its grading child
+Lesson 03 builds on lesson 02's solution (its module in llmc_core/references/), which its grading child
 may read; a third student, `thief`, tries to load lesson 03's own solution from the checkout and to
 open lesson 02's copy for writing (namespaces only).
 """
@@ -15,7 +15,7 @@ import shutil
 import pytest
 
 from llmc_core.checking import exercise_points, run_checks
-from llmc_core.course import LESSONS, REFERENCE_DIR, lesson_by_notebook, lesson_path, solution_path
+from llmc_core.course import LESSONS, lesson_by_notebook, lesson_path, solution_path
 from llmc_core.exercises import load_snapshots, probes_for
 from llmc_core.grading.grade import grade, load_state, state_path
 from llmc_core.grading.sandbox import Limits, detect_isolation
@@ -26,8 +26,8 @@ GRADED = [lesson.notebook for lesson in LESSONS
           if solution_path(lesson.notebook).exists() and lesson_path(lesson.notebook).exists()
           and probes_for(lesson) and load_snapshots(lesson)]
 STUDENTS = {"solution": solution_path, "lesson": lesson_path}
-BUILDS_ON = "03_gpt2_numpy_backward"  # loads 02_gpt2_numpy_forward's solution through llmc_core.numpy_gpt2
-EARLIER = REFERENCE_DIR / "02_gpt2_numpy_forward.ipynb"
+BUILDS_ON = "03_gpt2_numpy_backward"  # imports 02_gpt2_numpy_forward's solution through llmc_core.numpy_gpt2
+EARLIER = lesson_by_notebook("02_gpt2_numpy_forward").reference_path
 STEAL = f"""
 from llmc_core import load_notebook
 from llmc_core.course import solution_path

@@ -135,16 +135,57 @@ def test_out_inside_submissions_refused(tmp_path):
 
 
 def test_gradescope_protect_leaves_only_earlier_references_readable(tmp_path, monkeypatch):
-    """Without namespaces, lesson 03's child must read lesson 02's reference copy but not its own."""
+    """Without namespaces, lesson 03's child must read lesson 02's module, not lesson 04's nor any bytecode."""
+    from llmc_core.grading import gradescope
+
+    references = tmp_path / "references"
+    (references / "__pycache__").mkdir(parents=True)
+    for name in ("gpt2_numpy_forward.py", "bpe_tokenizer.py", "__pycache__/gpt2_numpy_forward.cpython-311.pyc"):
+        (references / name).write_text("", encoding="utf-8")
+        (references / name).chmod(0o644)
+    monkeypatch.setattr(gradescope, "REFERENCE_DIR", references)
+    monkeypatch.setattr(gradescope, "SNAPSHOT_DIR", tmp_path / "no_snapshots_here")  # leave the real ones alone
+    gradescope.protect(tmp_path / "autograder", None, ["03_gpt2_numpy_backward"])
+    modes = {p.name: p.stat().st_mode & 0o777 for p in references.iterdir()}
+    assert modes == {"gpt2_numpy_forward.py": 0o644, "bpe_tokenizer.py": 0o600, "__pycache__": 0o700}
+
+
+def test_gradescope_protect_makes_the_bytecode_folder_before_anything_writes_there(tmp_path, monkeypatch):
+    """A folder the grader's own imports create later would be world-readable; protect makes it first, closed."""
     from llmc_core.grading import gradescope
 
     references = tmp_path / "references"
     references.mkdir()
-    for name in ("02_gpt2_numpy_forward", "03_gpt2_numpy_backward"):
-        (references / f"{name}.ipynb").write_text("{}", encoding="utf-8")
-        (references / f"{name}.ipynb").chmod(0o644)
+    (references / "gpt2_numpy_forward.py").write_text("", encoding="utf-8")
     monkeypatch.setattr(gradescope, "REFERENCE_DIR", references)
-    monkeypatch.setattr(gradescope, "SNAPSHOT_DIR", tmp_path / "no_snapshots_here")  # leave the real ones alone
-    gradescope.protect(tmp_path / "autograder", None, ["03_gpt2_numpy_backward"])
-    modes = {p.stem: p.stat().st_mode & 0o777 for p in references.iterdir()}
-    assert modes == {"02_gpt2_numpy_forward": 0o644, "03_gpt2_numpy_backward": 0o600}
+    monkeypatch.setattr(gradescope, "SNAPSHOT_DIR", tmp_path / "no_snapshots_here")
+    gradescope.protect(tmp_path / "autograder", None, ["02_gpt2_numpy_forward"])
+    assert (references / "__pycache__").stat().st_mode & 0o777 == 0o700
+    assert (references / "gpt2_numpy_forward.py").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("notebook,earlier", [
+    ("02_gpt2_numpy_forward", []), ("03_gpt2_numpy_backward", ["02_gpt2_numpy_forward"]),
+    ("04_bpe_tokenizer", []), ("07_cuda_kernels_fast", ["06_cuda_kernels"]), ("08_fast_trainer", ["04_bpe_tokenizer"]),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_a_grading_child_reads_the_modules_of_earlier_solutions_it_imports(notebook, earlier):
+    from llmc_core.course import lesson_by_notebook
+    from llmc_core.grading.lesson_needs import earlier_solutions
+    expected = [lesson_by_notebook(name).reference_path for name in earlier]
+    assert earlier_solutions(lesson_by_notebook(notebook)) == expected
+
+
+def test_solution_users_import_the_reference_module_they_name():
+    """The grader's table of which course module imports which lesson's solution matches the imports."""
+    import importlib
+    import inspect
+
+    from llmc_core.course import lesson_by_notebook
+    from llmc_core.grading.lesson_needs import SOLUTION_USERS
+    for name in ("llmc_core.numpy_gpt2", "llmc_core.bpe", "llmc_core.kernels"):
+        module, reference = importlib.import_module(name), lesson_by_notebook(SOLUTION_USERS[name]).reference_module
+        origins = {getattr(module, n).__module__ for n in module.__all__ if callable(getattr(module, n))}
+        assert origins == {reference}, name
+    # train_tokenizer imports llmc_core.bpe where it runs (so that importing the tokenizer imports no solution)
+    assert "from llmc_core import bpe" in inspect.getsource(importlib.import_module("llmc_core.tokenizer"))
+    assert SOLUTION_USERS["llmc_core.tokenizer"] == SOLUTION_USERS["llmc_core.bpe"]

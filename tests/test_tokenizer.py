@@ -45,11 +45,12 @@ def test_trained_merges_are_lesson_04s_naive_ones(solutions):
 
 
 def test_trainer_is_loaded_from_the_lesson():
-    """One home for the code: llmc_core.bpe hands out the functions of lesson 04's reference notebook."""
-    from llmc_core.course import REFERENCE_DIR
-    from llmc_core.numpy_gpt2 import solution
-    assert (REFERENCE_DIR / "04_bpe_tokenizer.ipynb").is_file()
-    assert bpe.train_merges_fast is solution("04_bpe_tokenizer").train_merges_fast
+    """One home for the code: llmc_core.bpe hands out the functions of the module generated from lesson 04's solution."""
+    from llmc_core.course import lesson_by_notebook
+    from llmc_core.references import bpe_tokenizer
+    assert bpe_tokenizer.__file__ == str(lesson_by_notebook("04_bpe_tokenizer").reference_path)
+    assert bpe.train_merges_fast is bpe_tokenizer.train_merges_fast
+    assert bpe.count_chunks_parallel is bpe_tokenizer.count_chunks_parallel
 
 
 def test_file_round_trip(small_tokenizer, tmp_path):

@@ -254,12 +254,29 @@ def parse(src: str, line_offset: int = 0) -> ParsedSource:
     """Find kernels and rewrite __shared__ declarations; the result keeps every line where it was."""
     code = mask_source(src)
     bodies = function_bodies(code, src)
+    kernels = find_kernels(code, src, line_offset)
+    outside = code
+    for _, _, b0, b1 in sorted(bodies, key=lambda b: -b[2]):
+        outside = outside[:b0] + " " * (b1 - b0) + outside[b1:]
+    sync_outside = SYNC_RE.search(outside) is not None or includes_unknown_header(src)
+    reaching = reaching_sync(kernels, code, bodies)
+    for k in kernels.values():
+        k.needs_fibers = sync_outside or k.name in reaching
+    text, count = _rewrite_shared(src, code, bodies, line_offset)
+    # CUDA's `#pragma unroll [N]` means the same as GCC's `#pragma GCC unroll N` (full unroll if no N)
+    text = re.sub(r"^(\s*)#\s*pragma\s+unroll\s*(\d*)\s*$",
+                  lambda m: f"{m.group(1)}#pragma GCC unroll {m.group(2) or 64}", text, flags=re.M)
+    return ParsedSource(text=text, kernels=kernels, globals=device_globals(outside), shared_decls=count,
+                        sync_outside_functions=sync_outside)
+
+
+def find_kernels(code: str, src: str, line_offset: int) -> dict:
+    """{name: Kernel} of the __global__ functions defined (not only declared) in `src` (`code`: it masked)."""
     extern_blocks = []
     for m in re.finditer(r'\bextern\s*"\s*"\s*\{', code):
         if src[m.start():m.end()].replace(" ", "").startswith('extern"C"'):
             brace = m.end() - 1
             extern_blocks.append((brace, match_close(code, brace, "{", "}")))
-
     kernels: dict[str, Kernel] = {}
     for m in re.finditer(r"\b__global__\b", code):
         paren = code.find("(", m.end())
@@ -287,32 +304,41 @@ def parse(src: str, line_offset: int = 0) -> ParsedSource:
             continue  # a declaration; the definition follows elsewhere
         kernels[name] = Kernel(name, parse_params(code[paren + 1:close]), is_template, extern_c,
                                line_of(code, m.start()) + line_offset)
+    return kernels
 
-    # Which kernels can reach a sync primitive (directly or through the functions they call)?
+
+def includes_unknown_header(src: str) -> bool:
+    """True when `src` includes a header we cannot see: it may hold device functions that synchronise."""
+    for inc in re.finditer(r"^\s*#\s*include\s*[<\"]([^>\"]+)[>\"]", src, flags=re.M):
+        if inc.group(1) not in ("cuda_bf16.h", "cuda_fp16.h", "cuda_runtime.h", "stdint.h", "cstdint", "assert.h",
+                                "cassert", "string.h", "cstring", "float.h", "cfloat"):
+            return True
+    return False
+
+
+def reaching_sync(kernels, code: str, bodies) -> set:
+    """The kernels that can reach a sync primitive, directly or through the functions they call."""
     names = {}
     for fname, _, b0, b1 in bodies:
         names.setdefault(fname, []).append(code[b0:b1])
     syncs = {f for f, texts in names.items() if any(SYNC_RE.search(t) for t in texts)}
     calls = {f: {w for t in texts for w in IDENT_RE.findall(t) if w in names and w != f} for f, texts in names.items()}
-    outside = code
-    for _, _, b0, b1 in sorted(bodies, key=lambda b: -b[2]):
-        outside = outside[:b0] + " " * (b1 - b0) + outside[b1:]
-    sync_outside = SYNC_RE.search(outside) is not None
-    # A header we cannot see may hold device functions that synchronise: be safe.
-    for inc in re.finditer(r"^\s*#\s*include\s*[<\"]([^>\"]+)[>\"]", src, flags=re.M):
-        if inc.group(1) not in ("cuda_bf16.h", "cuda_fp16.h", "cuda_runtime.h", "stdint.h", "cstdint", "assert.h",
-                                "cassert", "string.h", "cstring", "float.h", "cfloat"):
-            sync_outside = True
-    for k in kernels.values():
-        seen, todo = set(), [k.name]
+    reaching = set()
+    for kernel in kernels:
+        seen, todo = set(), [kernel]
         while todo:
             f = todo.pop()
             if f in seen:
                 continue
             seen.add(f)
             todo.extend(calls.get(f, ()))
-        k.needs_fibers = sync_outside or bool(seen & syncs)
+        if seen & syncs:
+            reaching.add(kernel)
+    return reaching
 
+
+def device_globals(outside: str) -> list:
+    """Names of the __device__ and __constant__ variables declared in `outside` (the code outside function bodies)."""
     globals_ = []
     for m in re.finditer(r"\b(__device__|__constant__)\b", outside):
         start = statement_start(outside, m.start())
@@ -326,10 +352,4 @@ def parse(src: str, line_offset: int = 0) -> ParsedSource:
         gm = re.search(r"\b([A-Za-z_]\w*)\s*(?:\[[^\]]*\]\s*)*$", head.strip())
         if gm and gm.group(1) not in globals_:
             globals_.append(gm.group(1))
-
-    text, count = _rewrite_shared(src, code, bodies, line_offset)
-    # CUDA's `#pragma unroll [N]` means the same as GCC's `#pragma GCC unroll N` (full unroll if no N)
-    text = re.sub(r"^(\s*)#\s*pragma\s+unroll\s*(\d*)\s*$",
-                  lambda m: f"{m.group(1)}#pragma GCC unroll {m.group(2) or 64}", text, flags=re.M)
-    return ParsedSource(text=text, kernels=kernels, globals=globals_, shared_decls=count,
-                        sync_outside_functions=sync_outside)
+    return globals_

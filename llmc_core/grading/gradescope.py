@@ -77,17 +77,20 @@ def protect(root, hidden_dir, lessons=()):
     """Inside Gradescope's container: make answers and other files unreadable to the grading uids.
 
     Used where mount namespaces may be missing; the private uid then meets ordinary permissions.
-    The reference copies of solutions stay readable only for lessons before the first one graded
-    (lesson 03 loads lesson 02's).
+    The modules generated from solutions stay readable only for lessons before the first one graded
+    (lesson 03 imports lesson 02's); their bytecode (pip compiles it on install) never does.
     """
     for path in (SNAPSHOT_DIR, root / "source", root / "results", root / "submission", hidden_dir):
         if path is not None and path.exists():
             os.chmod(path, 0o700)
     order = [lesson.notebook for lesson in LESSONS]
     first = min((order.index(name) for name in lessons if name in order), default=0)
-    for path in REFERENCE_DIR.glob("*.ipynb"):
-        if path.stem not in order or order.index(path.stem) >= first:
-            os.chmod(path, 0o600)
+    readable = {lesson.reference_path.name for lesson in LESSONS[:first] if lesson.reference}
+    if REFERENCE_DIR.is_dir():
+        (REFERENCE_DIR / "__pycache__").mkdir(exist_ok=True)  # so that bytecode written later is out of reach too
+        for path in REFERENCE_DIR.iterdir():
+            if path.name not in readable:
+                os.chmod(path, 0o700 if path.is_dir() else 0o600)
     metadata = root / "submission_metadata.json"
     if metadata.exists():
         os.chmod(metadata, 0o600)

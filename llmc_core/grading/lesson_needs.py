@@ -1,10 +1,10 @@
 """What a lesson's grading child needs beyond the package and Python: earlier solutions, a CUDA runtime.
 
 - Lessons build on earlier ones through the package: `llmc_core.numpy_gpt2` hands lesson 03 (and
-  later lessons) the layers of lesson 02's solution, which it reads at run time from the copy that
-  `llmc build` puts in `llmc_core/references/`. The grader hides that folder like the snapshots; the
-  child grading a lesson that uses such a module (in its probes or its notebook) may read the copies
-  of earlier lessons' solutions that the module loads; never its own lesson's or a later one's.
+  later lessons) the layers of lesson 02's solution, which `llmc build` writes as a module in
+  `llmc_core/references/`. The grader hides that folder like the snapshots; the child grading a
+  lesson that uses such a module (in its probes or its notebook) may read the modules of earlier
+  lessons' solutions that it imports; never its own lesson's or a later one's.
 - Lessons that compile CUDA kernels on the CPU emulator (`llmc_core.cuda`) link every kernel against
   the emulator's runtime library (~1.4 s of g++ to build). The grader builds it once, in a cache
   folder of its own that holds nothing else, and lets every child load it read-only
@@ -17,33 +17,28 @@ import subprocess
 import sys
 from pathlib import Path
 
-from llmc_core.course import LESSONS, REFERENCE_DIR, solution_path
+from llmc_core.course import LESSONS, solution_path
 from llmc_core.grading.sandbox import scrubbed_env
 
-# Course modules that load solution notebooks while a later lesson runs, and their NAMES tables
-# ({solution notebook: names it provides}).
-SOLUTION_LOADERS = ("llmc_core.numpy_gpt2", "llmc_core.bpe", "llmc_core.tokenizer", "llmc_core.kernels")
+# Course modules that import an earlier lesson's generated reference module (Lesson.reference_module),
+# and that lesson. A lesson may also import the reference module itself.
+SOLUTION_USERS = {
+    "llmc_core.numpy_gpt2": "02_gpt2_numpy_forward",
+    "llmc_core.bpe": "04_bpe_tokenizer",
+    "llmc_core.tokenizer": "04_bpe_tokenizer",  # train_tokenizer runs lesson 04's fast trainer (llmc_core.bpe)
+    "llmc_core.kernels": "06_cuda_kernels",
+}
 BUILD_TIMEOUT = 300  # seconds for g++ to build the emulator runtime
 
 
 def earlier_solutions(lesson):
-    """The reference copies of earlier lessons' solutions that the package loads for `lesson` (existing paths)."""
-    import importlib
-
-    order = [entry.notebook for entry in LESSONS]
-    paths = []
-    for name in SOLUTION_LOADERS:
-        if not uses_module(lesson, name):
-            continue
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        for notebook in getattr(module, "NAMES", {}):
-            if notebook in order and order.index(notebook) < order.index(lesson.notebook):
-                path = REFERENCE_DIR / f"{notebook}.ipynb"
-                if path.exists() and path not in paths:
-                    paths.append(path)
+    """The reference modules of earlier lessons' solutions that `lesson` uses (existing paths)."""
+    paths, order = [], [entry.notebook for entry in LESSONS]
+    for earlier in LESSONS[:order.index(lesson.notebook)]:
+        users = [earlier.reference_module] + [name for name, notebook in SOLUTION_USERS.items()
+                                              if notebook == earlier.notebook]
+        if earlier.reference and earlier.reference_path.exists() and any(uses_module(lesson, n) for n in users):
+            paths.append(earlier.reference_path)
     return paths
 
 

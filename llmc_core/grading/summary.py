@@ -11,6 +11,7 @@ import statistics
 from collections import defaultdict
 
 from llmc_core.checking import format_points
+from llmc_core.exercises import exercises
 from llmc_core.fileio import atomic_write_bytes, atomic_write_text
 
 BINS = 10           # score histogram: tenths of the lesson's points
@@ -23,10 +24,7 @@ def exercise_rows(graded):
     earned, possible, passed = defaultdict(list), {}, defaultdict(list)
     for _, results, _ in graded:
         for lesson_results in results.values():
-            by_exercise = defaultdict(list)
-            for r in lesson_results:
-                by_exercise[r.exercise].append(r)
-            for exercise, rs in by_exercise.items():
+            for exercise, rs in exercises(lesson_results).items():
                 earned[exercise].append(sum(r.points for r in rs))
                 possible[exercise] = sum(r.max_points for r in rs)
                 passed[exercise].append(all(r.status == "passed" for r in rs))

@@ -12,64 +12,6 @@ from pathlib import Path
 
 from llmc_core.train.config import PRESETS, TrainConfig, flag, preset
 
-# help for every TrainConfig field; each becomes a flag --field-name
-FIELD_HELP = {
-    "n_layer": "transformer blocks L",
-    "n_head": "attention heads NH",
-    "n_embd": "channels C",
-    "seq_len": "context length T of each training sequence (also the model's block size)",
-    "vocab_size": "vocabulary size V (GPT-2: 50257)",
-    "tokenizer": "the tokenizer that made the shards: 'gpt2' or a tokenizer file (for bits per byte and samples)",
-    "init_from": "'scratch', a GPT-2 size to fine-tune (gpt2, gpt2-medium, ...: downloaded once), "
-                 "or a .bin (llm.c) / .safetensors weights file",
-    "data": "dataset name, as `llmc data prepare` writes it (tinyshakespeare, tinystories, fineweb-edu)",
-    "train_data": "glob of train shards (overrides --data)",
-    "val_data": "glob of validation shards (overrides --data)",
-    "batch_size": "micro-batch size B per process",
-    "total_batch_tokens": "tokens per optimizer step; gradient accumulation makes up the difference",
-    "max_steps": "optimizer steps; the LR schedule ends here (given alone, it replaces the preset's time budget)",
-    "time_budget": "wall time for the whole run, e.g. 5m, 300s, 1h; the LR decay is fitted to the steps that fit (0: none)",
-    "budget_clock": "'wall' (default) or 'cpu': the time budget counts this process's CPU seconds, so that runs "
-                    "on a shared machine compare as if each had its cores alone (use with --threads 1)",
-    "threads": "CPU threads for PyTorch (0: PyTorch's default, one per core)",
-    "lr": "peak learning rate",
-    "min_lr_frac": "final learning rate as a fraction of --lr",
-    "warmup_steps": "linear LR warmup steps",
-    "weight_decay": "AdamW weight decay of 2-D weights (biases and layernorms: none)",
-    "beta1": "AdamW beta1",
-    "beta2": "AdamW beta2",
-    "eps": "AdamW epsilon",
-    "grad_clip": "clip the global gradient norm to this (0: no clipping)",
-    "dropout": "fraction of activations zeroed while training, against memorising a small corpus (0: off)",
-    "val_every": "evaluate validation loss every N steps (0: never)",
-    "val_batches": "validation batches per evaluation, over all processes (0: the whole validation split)",
-    "sample_every": "print a sample every N steps (0: never)",
-    "sample_tokens": "tokens per sample",
-    "checkpoint_every": "write checkpoint.pt every N steps (0: only at the end)",
-    "hellaswag_every": "HellaSwag accuracy every N steps (0: never)",
-    "hellaswag_path": "local HellaSwag jsonl (default: download the validation set)",
-    "hellaswag_examples": "use only the first N HellaSwag examples (0: all)",
-    "device": "'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...",
-    "dtype": "autocast dtype: 'auto' (bfloat16 on GPU, float32 on CPU), 'float32', 'bfloat16'",
-    "compile": "torch.compile: 'auto' (on for GPUs), 'on', 'off'",
-    "attention": "'sdpa' (fused scaled_dot_product_attention) or 'manual'",
-    "padded_vocab": "pad the vocabulary to a multiple of 128 (50257 -> 50304)",
-    "tf32": "TF32 matmuls on GPUs",
-    "fused_adamw": "use the fused AdamW kernel where available",
-    "zero1": "ZeRO stage 1: shard the AdamW state across processes (torchrun only)",
-    "peak_tflops": "device peak TFLOPS for MFU (0: look the GPU up; n/a on CPU)",
-    "seed": "random seed of the model initialization and of samples",
-    "rope": "rotary position embeddings instead of learned positions (modern recipe)",
-    "norm": "'layer' (LayerNorm, GPT-2) or 'rms' (RMSNorm)",
-    "qk_norm": "RMSNorm of each head's queries and keys",
-    "mlp": "'gelu' (GPT-2) or 'relu2' (ReLU squared)",
-    "softcap": "cap the logits at +-X with X tanh(logits / X) (0: no cap)",
-    "untie_head": "an lm head of its own instead of the token embedding's transpose",
-    "optimizer": "'adamw', or 'muon' (Muon for the blocks' matrices, AdamW for embeddings, head, gains, biases)",
-    "muon_lr": "Muon's peak learning rate (scheduled like --lr)",
-    "muon_momentum": "Muon's momentum",
-}
-
 
 def parse_duration(text):
     """Seconds from '300', '300s', '5m', '1.5h'."""
@@ -86,16 +28,16 @@ def parse_duration(text):
 
 
 def add_config_flags(parser):
-    """One flag per TrainConfig field, default None so that we know which ones were given."""
+    """One flag per TrainConfig field, helped by its metadata; default None so that we know which ones were given."""
     group = parser.add_argument_group("training config (defaults come from --preset)")
     for f in fields(TrainConfig):
         if f.type in (bool, "bool"):
             group.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None,
-                               help=FIELD_HELP[f.name])
+                               help=f.metadata["help"])
         else:
             kind = parse_duration if f.name == "time_budget" else {"int": int, "float": float}.get(f.type, f.type)
             group.add_argument(flag(f.name), type=kind if callable(kind) else str, default=None,
-                               metavar=f.name.upper(), help=FIELD_HELP[f.name])
+                               metavar=f.name.upper(), help=f.metadata["help"])
 
 
 # fields that fix the model's shape: a resumed run takes them from its checkpoint
@@ -284,11 +226,8 @@ def register(subparsers):
 
 
 def main(argv=None):
+    """Run the trainer's commands alone (`python -m llmc_core.train train ...`, the form torchrun starts)."""
+    from llmc_core.cli import run_command
     parser = argparse.ArgumentParser(prog="python -m llmc_core.train", description="llmc's trainer commands")
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.run(args)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"llmc {args.command}: {e}", file=sys.stderr)
-        return 2
+    return run_command(parser, argv)

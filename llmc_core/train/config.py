@@ -4,7 +4,7 @@ A run is fully described by a `TrainConfig`; the command line starts from a pres
 overrides single fields (`llmc train --preset gpt2-124m --lr 3e-4`). The checkpoint stores
 the config, so a resumed run continues with the same one.
 """
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from llmc_core.gpt2 import GPT2Config
@@ -16,67 +16,84 @@ def flag(name):
     return "--" + name.replace("_", "-")
 
 
+def setting(default, help):
+    """A TrainConfig field: its default and what it means, which `llmc train --help` shows beside its flag."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     # model: GPT-2 of n_layer blocks, n_head heads, n_embd channels, context seq_len (T)
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 64
-    seq_len: int = 128  # T, also the model's block_size
-    vocab_size: int = 50257  # GPT-2 tokens
-    tokenizer: str = "gpt2"  # what made the shards: "gpt2" or a tokenizer file (`llmc tokenizer train`)
-    init_from: str = "scratch"  # or a GPT-2 size ("gpt2", "gpt2-medium", ...) to fine-tune real weights
+    n_layer: int = setting(4, "transformer blocks L")
+    n_head: int = setting(4, "attention heads NH")
+    n_embd: int = setting(64, "channels C")
+    seq_len: int = setting(128, "context length T of each training sequence (also the model's block size)")
+    vocab_size: int = setting(50257, "vocabulary size V (GPT-2: 50257)")
+    tokenizer: str = setting("gpt2", "the tokenizer that made the shards: 'gpt2' or a tokenizer file "
+                                     "(`llmc tokenizer train`; for bits per byte and samples)")
+    init_from: str = setting("scratch", "'scratch', a GPT-2 size to fine-tune (gpt2, gpt2-medium, ...: downloaded "
+                                        "once), or a .bin (llm.c) / .safetensors weights file")
     # data: a name that `llmc data prepare` knows, or explicit shard patterns
-    data: str = "tinyshakespeare"
-    train_data: str = ""  # glob of train shards; empty = <data_dir>/<data>/*_train*.bin
-    val_data: str = ""  # glob of val shards; empty = <data_dir>/<data>/*_val*.bin
+    data: str = setting("tinyshakespeare", "dataset name, as `llmc data prepare` writes it "
+                                           "(tinyshakespeare, tinystories, fineweb-edu)")
+    train_data: str = setting("", "glob of train shards (overrides --data; default: DATA_DIR/DATA/*_train*.bin)")
+    val_data: str = setting("", "glob of validation shards (overrides --data; default: DATA_DIR/DATA/*_val*.bin)")
     # batch: micro-batches of batch_size x seq_len tokens, accumulated up to total_batch_tokens
-    batch_size: int = 8  # B per process and micro-step
-    total_batch_tokens: int = 1024  # tokens per optimizer step, summed over micro-steps and processes
+    batch_size: int = setting(8, "micro-batch size B per process")
+    total_batch_tokens: int = setting(1024, "tokens per optimizer step, summed over micro-steps and processes; "
+                                            "gradient accumulation makes up the difference")
     # optimizer: AdamW with linear warmup then cosine decay to min_lr_frac * lr
-    max_steps: int = 400  # with time_budget: at most this many
-    time_budget: float = 0.0  # seconds of wall time for the whole run, the LR decay fitted to it; 0 = none
-    budget_clock: str = "wall"  # or "cpu": the budget counts this process's CPU seconds (fair on a shared machine)
-    lr: float = 3e-3
-    min_lr_frac: float = 0.1
-    warmup_steps: int = 20
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    eps: float = 1e-8
-    grad_clip: float = 1.0  # clip the global gradient norm to this (0 = no clipping)
-    dropout: float = 0.0  # fraction of activations zeroed while training; small data, many epochs: 0.1-0.2
+    max_steps: int = setting(400, "optimizer steps (with a time budget: at most this many); the LR schedule ends "
+                                  "here (given alone, it replaces the preset's time budget)")
+    time_budget: float = setting(0.0, "wall time for the whole run, e.g. 5m, 300s, 1h (seconds in a TrainConfig); "
+                                      "the LR decay is fitted to the steps that fit (0: none)")
+    budget_clock: str = setting("wall", "'wall' (default) or 'cpu': the time budget counts this process's CPU "
+                                        "seconds, so that runs on a shared machine compare as if each had its "
+                                        "cores alone (use with --threads 1)")
+    lr: float = setting(3e-3, "peak learning rate")
+    min_lr_frac: float = setting(0.1, "final learning rate as a fraction of --lr")
+    warmup_steps: int = setting(20, "linear LR warmup steps")
+    weight_decay: float = setting(0.1, "AdamW weight decay of 2-D weights (biases and layernorms: none)")
+    beta1: float = setting(0.9, "AdamW beta1")
+    beta2: float = setting(0.95, "AdamW beta2")
+    eps: float = setting(1e-8, "AdamW epsilon")
+    grad_clip: float = setting(1.0, "clip the global gradient norm to this (0: no clipping)")
+    dropout: float = setting(0.0, "fraction of activations zeroed while training, against memorising a small "
+                                  "corpus over many epochs (0: off)")
     # evaluation, samples and checkpoints, every so many steps (0 = never)
-    val_every: int = 50
-    val_batches: int = 0  # summed over processes; 0 = the whole validation split
-    sample_every: int = 100
-    sample_tokens: int = 48
-    checkpoint_every: int = 100
-    hellaswag_every: int = 0
-    hellaswag_path: str = ""  # a local HellaSwag jsonl; empty = download the validation set
-    hellaswag_examples: int = 0  # evaluate only the first N examples (0 = all)
+    val_every: int = setting(50, "evaluate validation loss every N steps (0: never)")
+    val_batches: int = setting(0, "validation batches per evaluation, over all processes "
+                                  "(0: the whole validation split)")
+    sample_every: int = setting(100, "print a sample every N steps (0: never)")
+    sample_tokens: int = setting(48, "tokens per sample")
+    checkpoint_every: int = setting(100, "write checkpoint.pt every N steps (0: only at the end)")
+    hellaswag_every: int = setting(0, "HellaSwag accuracy every N steps (0: never)")
+    hellaswag_path: str = setting("", "local HellaSwag jsonl (default: download the validation set)")
+    hellaswag_examples: int = setting(0, "use only the first N HellaSwag examples (0: all)")
     # system
-    device: str = "auto"  # auto = cuda when available, else cpu
-    threads: int = 0  # CPU threads for PyTorch; 0 = PyTorch's default (the cores it sees)
-    dtype: str = "auto"  # auto = bfloat16 autocast on cuda, float32 on cpu; or "float32" / "bfloat16"
-    compile: str = "auto"  # auto = torch.compile on cuda, not on cpu; or "on" / "off"
-    attention: str = "sdpa"  # "sdpa" (fused) or "manual"
-    padded_vocab: bool = True  # pad wte to a multiple of 128 rows (50257 -> 50304)
-    tf32: bool = True  # TF32 matmuls on Ampere+ GPUs for the float32 parts
-    fused_adamw: bool = True  # the fused AdamW kernel where this PyTorch has it
-    zero1: bool = False  # shard the optimizer state across processes (ZeroRedundancyOptimizer)
-    peak_tflops: float = 0.0  # device peak for MFU; 0 = look the GPU up, n/a on CPU
-    seed: int = 1337
+    device: str = setting("auto", "'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...")
+    threads: int = setting(0, "CPU threads for PyTorch (0: PyTorch's default, one per core)")
+    dtype: str = setting("auto", "autocast dtype: 'auto' (bfloat16 on GPU, float32 on CPU), 'float32', 'bfloat16'")
+    compile: str = setting("auto", "torch.compile: 'auto' (on for GPUs), 'on', 'off'")
+    attention: str = setting("sdpa", "'sdpa' (fused scaled_dot_product_attention) or 'manual'")
+    padded_vocab: bool = setting(True, "pad the vocabulary to a multiple of 128 (50257 -> 50304)")
+    tf32: bool = setting(True, "TF32 matmuls on GPUs (Ampere and later), for the float32 parts")
+    fused_adamw: bool = setting(True, "use the fused AdamW kernel where available")
+    zero1: bool = setting(False, "ZeRO stage 1: shard the AdamW state across processes (torchrun only; "
+                                 "ZeroRedundancyOptimizer)")
+    peak_tflops: float = setting(0.0, "device peak TFLOPS for MFU (0: look the GPU up; n/a on CPU)")
+    seed: int = setting(1337, "random seed of the model initialization and of samples")
     # the modern recipe (llmc_core.modern); every one off = GPT-2; `--recipe modern` sets them together
-    rope: bool = False  # rotary position embeddings instead of the learned wpe
-    norm: str = "layer"  # "layer" (LayerNorm) or "rms" (RMSNorm)
-    qk_norm: bool = False  # RMSNorm of each head's queries and keys
-    mlp: str = "gelu"  # "gelu" or "relu2"
-    softcap: float = 0.0  # cap the logits at +-softcap with tanh (0 = no cap)
-    untie_head: bool = False  # an lm head of its own instead of wte's transpose
-    optimizer: str = "adamw"  # "adamw", or "muon" (Muon for the blocks' matrices, AdamW for the rest)
-    muon_lr: float = 0.02  # Muon's peak LR (the schedule scales it as it scales lr)
-    muon_momentum: float = 0.95
+    rope: bool = setting(False, "rotary position embeddings instead of learned positions (modern recipe)")
+    norm: str = setting("layer", "'layer' (LayerNorm, GPT-2) or 'rms' (RMSNorm)")
+    qk_norm: bool = setting(False, "RMSNorm of each head's queries and keys")
+    mlp: str = setting("gelu", "'gelu' (GPT-2) or 'relu2' (ReLU squared)")
+    softcap: float = setting(0.0, "cap the logits at +-X with X tanh(logits / X) (0: no cap)")
+    untie_head: bool = setting(False, "an lm head of its own instead of the token embedding's transpose")
+    optimizer: str = setting("adamw", "'adamw', or 'muon' (Muon for the blocks' matrices, AdamW for embeddings, "
+                                      "head, gains, biases)")
+    muon_lr: float = setting(0.02, "Muon's peak learning rate (scheduled like --lr)")
+    muon_momentum: float = setting(0.95, "Muon's momentum")
 
     def __post_init__(self):
         for f in fields(self):
