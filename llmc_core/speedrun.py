@@ -253,6 +253,7 @@ def plot_speedruns(run_dirs, ax=None):
                 label=f"{label}: {card['val_bpb']:.3f} bpb")
         start = next(r["val_bpb"] for r in read_log(folder) if r.get("val_bpb") is not None)
         ax.plot([0, used], [start, card["val_bpb"]], "o", color=f"C{i}")
+        ax.axvline(card["budget"]["reference_steps"], color="gray", ls="--", lw=1)  # the budget (runs end near it)
     ax.set(xlabel="compute (reference steps)", ylabel="bits per byte",
            title="speedruns: training loss (lines), validation (dots)")
     ax.legend()
