@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from llmc_core.speedrun import CALIBRATION_STEPS, calibrate  # noqa: E402
+from llmc_core.speedrun import CALIBRATION_STEPS, calibrate  # noqa: E402 (after the path is set)
 
 
 def main():

@@ -1,5 +1,4 @@
 """Speedrun cards: checked as untrusted input, ranked fairly, and collected by `llmc grade` into a cohort leaderboard."""
-import copy
 import json
 import zipfile
 
