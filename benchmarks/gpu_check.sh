@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The GPU path in one command, under 8 minutes on one H100/H200:
+# The GPU path in one command, about 10 minutes on one H100/H200:
 #   1. the CUDA lesson tests on the real GPU (CuPy backend);
 #   2. lesson 06's kernel benchmark (benchmarks/cuda_kernels.py --small);
-#   3. 200 steps of `llmc train --preset gpt2-124m` on random-token shards, printing tokens/s and MFU.
+#   3. 200 steps of `llmc train --preset gpt2-124m` on random-token shards, printing tokens/s and MFU;
+#   4. the same 200 steps with `--recipe modern` (RoPE, RMSNorm, QK-norm, ReLU², soft-capping, untied
+#      head, Muon), bf16 autocast and torch.compile, printing tokens/s and MFU.
 # Without an NVIDIA GPU (or without CuPy / a CUDA build of PyTorch) it says so and exits 0.
 #
 #   bash benchmarks/gpu_check.sh            (from the repository root; PYTHON=... picks the interpreter)
@@ -26,14 +28,14 @@ if [ -n "$reason" ]; then
 fi
 "$PYTHON" -c "import torch; print('gpu_check:', torch.cuda.get_device_name(0), 'torch', torch.__version__)"
 
-echo "== 1/3 CUDA lesson tests on the GPU"
+echo "== 1/4 CUDA lesson tests on the GPU"
 timeout 240 "$PYTHON" -m pytest -q -x tests/test_cuda_lesson_kernels.py tests/test_cuda_lesson_step.py \
     tests/test_cuda_features.py tests/test_cuda_diagnostics.py tests/test_cuda_lesson_benchmark.py
 
-echo "== 2/3 lesson kernel benchmark"
+echo "== 2/4 lesson kernel benchmark"
 timeout 120 "$PYTHON" benchmarks/cuda_kernels.py --small
 
-echo "== 3/3 gpt2-124m, 200 steps on random-token shards"
+echo "== 3/4 gpt2-124m, 200 steps on random-token shards"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$PYTHON" - "$work" <<'PY'
@@ -45,16 +47,40 @@ write_shard(f"{sys.argv[1]}/rand_train.bin", rng.integers(0, 50257, size=40_000_
 write_shard(f"{sys.argv[1]}/rand_val.bin", rng.integers(0, 50257, size=2_000_000))
 PY
 # 16 x 1024 tokens per micro-batch, 8 micro-steps: 131,072 tokens per step keeps 200 steps short
-timeout 300 "$PYTHON" -m llmc_core.train train --preset gpt2-124m --out "$work/run" --no-progress \
-    --train-data "$work/rand_train.bin" --val-data "$work/rand_val.bin" --batch-size 16 \
-    --total-batch-tokens 131072 --max-steps 200 --warmup-steps 20 --val-every 0 --sample-every 0 \
-    --checkpoint-every 0 --hellaswag-every 0
-"$PYTHON" - "$work/run" <<'PY'
-import statistics, sys
+steps() {  # steps RUN_NAME [more llmc train flags]: 200 steps of gpt2-124m's shape, bf16 and compile on
+    local run="$work/$1"
+    shift
+    timeout 300 "$PYTHON" -m llmc_core.train train --preset gpt2-124m --out "$run" --no-progress \
+        --train-data "$work/rand_train.bin" --val-data "$work/rand_val.bin" --batch-size 16 \
+        --total-batch-tokens 131072 --max-steps 200 --warmup-steps 20 --val-every 0 --sample-every 0 \
+        --checkpoint-every 0 --hellaswag-every 0 --dtype bfloat16 --compile on "$@"
+}
+report() {  # report RUN_NAME: median tokens/s and MFU over steps 21-200
+    "$PYTHON" - "$work/$1" <<'PY'
+import json, statistics, sys
+import torch
+from llmc_core.modern import Recipe
+from llmc_core.train.config import TrainConfig
+from llmc_core.train.optim import peak_flops
 from llmc_core.train.rundir import read_log
-steps = [r for r in read_log(sys.argv[1]) if "tokens_per_s" in r][20:]  # after compile and warm-up
+run = sys.argv[1]
+config = TrainConfig.from_dict(json.load(open(f"{run}/config.json")))
+steps = [r for r in read_log(run) if "tokens_per_s" in r][20:]  # after compile and warm-up
 tps = statistics.median(r["tokens_per_s"] for r in steps)
-mfu = [r["mfu"] for r in steps if r["mfu"] is not None]
-print(f"gpt2-124m: median {tps:,.0f} tokens/s over steps 21-200; MFU "
-      + (f"{100 * statistics.median(mfu):.1f}%" if mfu else "n/a (GPU peak unknown: pass --peak-tflops)"))
+L, C, T, Vp = config.n_layer, config.n_embd, config.seq_len, 50304
+# llm.c's count, 6 FLOPs per matmul weight and token plus attention's 6 L C T, with the matmul weights
+# written out (12 L C^2 in the blocks, Vp C in the head): an untied head's wte is a lookup, not a matmul.
+flops = 6 * (12 * L * C * C + Vp * C) + 6 * L * C * T
+peak = config.peak_tflops * 1e12 or peak_flops(torch.device("cuda"), torch.bfloat16)
+mfu = f"{100 * tps * flops / peak:.1f}%" if peak else "n/a (GPU peak unknown: pass --peak-tflops)"
+changes = Recipe.from_config(config).changes() + (["muon"] if config.optimizer == "muon" else [])
+print(f"{'modern (' + ', '.join(changes) + ')' if changes else 'gpt2'}: median {tps:,.0f} tokens/s over steps "
+      f"21-200; MFU {mfu} ({flops / 1e6:.0f} MFLOPs per token, bf16 peak {peak / 1e12 if peak else 0:.0f} TFLOPS)")
 PY
+}
+steps gpt2
+report gpt2
+
+echo "== 4/4 the modern recipe at gpt2-124m's size, 200 steps, bf16 and torch.compile"
+steps modern --recipe modern
+report modern

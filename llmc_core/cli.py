@@ -17,7 +17,7 @@ from llmc_core.course import REPO_DIR
 
 # Subcommands that live with the code they run: each module has register(subparsers).
 COMMAND_MODULES = ("llmc_core.grading.cli", "llmc_core.train.cli", "llmc_core.tokenizer_cli",
-                   "llmc_core.inference.cli")
+                   "llmc_core.inference.cli", "llmc_core.speedrun")
 # The commands of modules that import torch, with their help line, so that `llmc --help` lists them without
 # importing the module (tests/test_cli.py checks these against what register() adds).
 LAZY_COMMANDS = {
@@ -29,6 +29,7 @@ LAZY_COMMANDS = {
         "plot": "plot runs' validation bits per byte, overlaid, with baselines",
     },
     "llmc_core.inference.cli": {"generate": "generate text with the KV-cache inference engine, streamed"},
+    "llmc_core.speedrun": {"speedrun": "train for a fixed compute budget, calibrated to this machine, and write a result card"},
 }
 
 

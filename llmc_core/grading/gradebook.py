@@ -18,6 +18,7 @@ from llmc_core.checking import format_points, format_results, mark_blocked, plur
 from llmc_core.exercises import Outcome, exercises, judge
 from llmc_core.fileio import atomic_write_json, atomic_write_text
 from llmc_core.grading import protocol
+from llmc_core.grading.leaderboard import add_submission_card
 from llmc_core.grading.store import load_state, state_path
 from llmc_core.grading.summary import write_summary
 
@@ -87,11 +88,12 @@ def write_reports(out, students, plans):
     """
     columns = exercise_columns(plans)
     header = ["student"] + [c for c, _ in columns] + ["total", "issues"]
-    rows, graded = [_max_row(plans, columns)], []
+    rows, graded, speedruns = [_max_row(plans, columns)], [], {"entries": [], "rejected": []}
     for student in students:
         try:
             row, feedback, results, graded_lessons = student_reports(out, student.name, plans, columns)
             graded.append((student.name, *graded_lessons))
+            add_submission_card(student, results, speedruns)
         except Exception as e:  # noqa: BLE001  one student's unreadable results cost that student only
             row, feedback, results = failed_reports(student.name, columns, f"{type(e).__name__}: {e}"[:500])
         rows.append(row)
@@ -100,7 +102,7 @@ def write_reports(out, students, plans):
     text = io.StringIO()
     csv.writer(text, lineterminator="\n").writerows([header] + rows)
     atomic_write_text(out / "gradebook.csv", text.getvalue())
-    write_summary(out, graded)
+    write_summary(out, graded, speedruns)
     return [header] + rows
 
 

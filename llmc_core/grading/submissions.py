@@ -98,10 +98,15 @@ def find_students(root):
 
 def read_lesson_notebook(student, filename, max_bytes):
     """Found(data) for the notebook called `filename` in the student's submission."""
+    return checked(read_submission_file(student, filename, max_bytes), filename)
+
+
+def read_submission_file(student, filename, max_bytes):
+    """Found(data) for the file called `filename` in the student's submission (the shallowest copy), unchecked."""
     try:
         if student.kind == "zip":
-            return checked(_read_from_zip(student.source, filename, max_bytes), filename)
-        return checked(_read_from_folder(student.source, filename, max_bytes), filename)
+            return _read_from_zip(student.source, filename, max_bytes)
+        return _read_from_folder(student.source, filename, max_bytes)
     except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError, EOFError,
             ValueError, zlib.error) as e:
         return Found(status=UNREADABLE, message=f"the submission could not be read: {type(e).__name__}: {e}")

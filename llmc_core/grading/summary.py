@@ -4,7 +4,8 @@ Built from the same judged results as the gradebook (`write_summary` is called w
 - per exercise, the share of students who passed all its probes and the mean points;
 - per lesson, the distribution of scores: a table here, one histogram per lesson in the image;
 - the slowest notebooks (wall-clock seconds in the sandbox), to set `--timeout` and spot runaway code;
-- the probes that most students failed (a wrong answer, not a missing one), with the hint they were shown.
+- the probes that most students failed (a wrong answer, not a missing one), with the hint they were shown;
+- the cohort's speedrun leaderboard, from the `speedrun.json` cards in the submissions (leaderboard.py).
 """
 import io
 import statistics
@@ -13,6 +14,7 @@ from collections import defaultdict
 from llmc_core.checking import format_points
 from llmc_core.exercises import exercises
 from llmc_core.fileio import atomic_write_bytes, atomic_write_text
+from llmc_core.grading.leaderboard import table_markdown
 
 BINS = 10           # score histogram: tenths of the lesson's points
 SLOWEST = 10        # notebooks listed by grading time
@@ -77,7 +79,7 @@ def percent(x):
     return f"{100 * x:.0f}%"
 
 
-def summary_markdown(graded):
+def summary_markdown(graded, speedruns=None):
     lines = [f"# Class summary: {len(graded)} students", "", "## Exercises", "",
              "| exercise | points | passed by | mean points |", "| --- | ---: | ---: | ---: |"]
     lines += [f"| `{e}` | {format_points(m)} | {percent(rate)} | {mean:.2f} |" for e, m, rate, mean in exercise_rows(graded)]
@@ -97,6 +99,8 @@ def summary_markdown(graded):
     lines += ["| check | failed by | hint |", "| --- | ---: | --- |"] if failures else [
         f"No check was failed by more than {percent(COMMON_FAILURE)} of the students who submitted its lesson."]
     lines += [f"| `{p}` | {n}/{of} | {hint.replace('|', '/')} |" for p, n, of, hint in failures]
+    if speedruns and (speedruns["entries"] or speedruns["rejected"]):
+        lines += ["", "## Speedrun leaderboard", ""] + table_markdown(speedruns["entries"], speedruns["rejected"])
     return "\n".join(lines) + "\n"
 
 
@@ -119,9 +123,10 @@ def summary_png(graded):
     return buffer.getvalue()
 
 
-def write_summary(out, graded):
-    """Write OUT/summary.md and OUT/summary.png; `graded` is [(student, {lesson: [ProbeResult]}, {lesson: state})]."""
+def write_summary(out, graded, speedruns=None):
+    """Write OUT/summary.md and OUT/summary.png; `graded` is [(student, {lesson: [ProbeResult]}, {lesson: state})],
+    `speedruns` the cohort's speedrun cards (leaderboard.add_submission_card)."""
     if not graded:
         return
-    atomic_write_text(out / "summary.md", summary_markdown(graded))
+    atomic_write_text(out / "summary.md", summary_markdown(graded, speedruns))
     atomic_write_bytes(out / "summary.png", summary_png(graded))
