@@ -7,8 +7,7 @@ the float32 tolerance stated at the comparison.
 import pytest
 import torch
 
-from llmc_core import load_notebook
-from llmc_core.course import solution_path
+from llmc_core.course import lesson_by_notebook
 from llmc_core.gpt2 import GPT2, GPT2Config
 
 CONFIG = GPT2Config(block_size=16, vocab_size=40, n_layer=2, n_head=4, n_embd=16)
@@ -20,8 +19,8 @@ TOLERANCES = {
 
 
 @pytest.fixture(scope="module")
-def nb():
-    module = load_notebook(solution_path("05_torch_explicit_backward"))
+def nb(solutions):
+    module = solutions(lesson_by_notebook("05_torch_explicit_backward"))
     assert module.cell_errors == []
     return module
 
@@ -47,11 +46,14 @@ def run(model, idx, targets):
     return logits.detach(), loss.detach(), {name: p.grad for name, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("recompute_gelu", [False, True], ids=["stored_gelu", "recomputed_gelu"])
+RECOMPUTE = {"stored": {}, "recomputed_gelu": {"recompute_gelu": True}, "recomputed_attention": {"recompute_attention": True}}
+
+
+@pytest.mark.parametrize("recompute", list(RECOMPUTE))
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-def test_logits_loss_and_every_gradient_match_reference(nb, dtype, recompute_gelu):
+def test_logits_loss_and_every_gradient_match_reference(nb, dtype, recompute):
     reference = random_reference(1, dtype)
-    model = nb.ExplicitGPT2(CONFIG, recompute_gelu=recompute_gelu).to(dtype)
+    model = nb.ExplicitGPT2(CONFIG, **RECOMPUTE[recompute]).to(dtype)
     model.load_state_dict(reference.state_dict())
     idx, targets = batch(2)
     logits, loss, grads = run(model, idx, targets)

@@ -13,6 +13,24 @@ from llmc_core.exercises import probe, raised
 from llmc_core.gpt2 import GPT2Config
 from llmc_core.modern import GPT, Recipe
 
+# Which earlier exercises each exercise runs: QK-norm is RMSNorm applied to each head's q and k.
+# (muon_update is probed with an exact orthogonalization, SVD's polar factor, so it runs no newton_schulz.)
+USES = {
+    "modern/qk_norm": ("modern/rms_norm",),
+}
+# The first hint of a failing check names the concept; the probe's own hint (the formula or API) comes on request.
+NUDGES = {
+    "modern/rms_norm": "RMSNorm rescales each vector by its root mean square; unlike LayerNorm it subtracts no mean and adds no bias.",
+    "modern/rope": "RoPE turns each pair of channels by an angle that grows with the position and shrinks with the pair's index.",
+    "modern/qk_norm": "QK-norm normalizes each head's query and key vectors, one vector per head and position.",
+    "modern/relu2": "ReLU squared: zero for negative inputs, a parabola for positive ones.",
+    "modern/softcap": "Soft-capping squashes logits smoothly into (-cap, cap), leaving small ones almost unchanged.",
+    "modern/head": "Tied means the output head reuses the token embedding matrix; untied means it has a matrix of its own.",
+    "modern/newton_schulz": "Newton-Schulz iterates a matrix polynomial that pushes every singular value towards 1, after a normalization.",
+    "modern/muon_update": "Muon orthogonalizes a momentum of the gradient, then scales the step by the weight's shape.",
+    "modern/param_split": "Muon is for the hidden 2-D weight matrices; embeddings, the head and 1-D parameters stay with AdamW.",
+}
+
 
 def randn(*shape, seed):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
