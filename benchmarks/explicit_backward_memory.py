@@ -39,7 +39,8 @@ def build_models(nb, config):
     """The five models, all with the reference's weights for seed 0."""
     reference = GPT2(config, seed=0)
     models = {PEER: reference, "autograd (sdpa attention)": GPT2(config, attention="sdpa", seed=0),
-              "explicit": nb.ExplicitGPT2(config), "explicit + recompute GELU": nb.ExplicitGPT2(config, recompute_gelu=True),
+              "explicit": nb.ExplicitGPT2(config),
+              "explicit + recompute GELU": nb.ExplicitGPT2(config, recompute_gelu=True),
               "explicit + recompute attention": nb.ExplicitGPT2(config, recompute_attention=True)}
     for model in models.values():
         model.load_state_dict(reference.state_dict())
@@ -75,7 +76,8 @@ def main():
     nb = load_notebook(solution_path("05_torch_explicit_backward"))
     if nb.cell_errors:
         raise RuntimeError(f"the lesson 05 solution did not load: {nb.cell_errors}")
-    tokens = torch.randint(0, config.vocab_size, (2, args.batch, args.seq_len), generator=torch.Generator().manual_seed(0))
+    tokens = torch.randint(0, config.vocab_size, (2, args.batch, args.seq_len),
+                           generator=torch.Generator().manual_seed(0))
     idx, targets = tokens[0].clone(), tokens[1].clone()
     models = build_models(nb, config)
     print(f"{args.preset}: {config}, B={args.batch}, T={args.seq_len}, float32, "

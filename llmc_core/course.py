@@ -43,7 +43,7 @@ MOVED_EXERCISES = {f"cuda/{name}": f"cuda_fast/{name}" for name in (
     "classifier_fused", "adamw", "encoder_forward", "encoder_backward", "encoder_backward_deterministic", "gpt2")}
 # Notebooks that took a new name then: old stem -> new stem (lesson 07's exercises, unchanged, are now lesson 08's).
 RENAMED_NOTEBOOKS = {"07_fast_trainer": "08_fast_trainer"}
-# Lesson 05's forward/backward pairs that became one autograd.Function each, when it began to reuse lesson 03's gradients.
+# Lesson 05's forward/backward pairs that became one autograd.Function each, once it reused lesson 03's gradients.
 MOVED_EXERCISES.update({f"torch_backward/{layer}_{step}": f"torch_backward/{function}" for layer, function in (
     ("gelu", "gelu_function"), ("linear", "linear_function"), ("layernorm", "layernorm_function"),
     ("attention", "attention_recompute")) for step in ("forward", "backward")})

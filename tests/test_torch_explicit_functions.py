@@ -43,7 +43,9 @@ CASES = {
              lambda dt: (randn(1, 3, 5, 8, dtype=dt, scale=2.0),),
              lambda x: F.gelu(x, approximate="tanh")),
     "layernorm": ("LayerNormFunction",  # weight kept away from 0: the backward divides by it
-                  lambda dt: (randn(2, 3, 5, 8, dtype=dt, scale=2.0, shift=3.0), randn(3, 8, dtype=dt, scale=0.3, shift=1.0), randn(4, 8, dtype=dt)),
+                  lambda dt: (randn(2, 3, 5, 8, dtype=dt, scale=2.0, shift=3.0),
+                              randn(3, 8, dtype=dt, scale=0.3, shift=1.0),
+                              randn(4, 8, dtype=dt)),
                   lambda x, w, b: F.layer_norm(x, (x.shape[-1],), w, b, eps=1e-5)),
     "linear": ("LinearFunction",
                lambda dt: (randn(5, 3, 5, 8, dtype=dt), randn(6, 8, 12, dtype=dt), randn(7, 12, dtype=dt)),
@@ -56,13 +58,14 @@ CASES = {
                 lambda idx, wte, wpe: F.embedding(idx, wte) + wpe[: idx.shape[1]]),
     "attention_1head": ("AttentionFunction", lambda dt: (randn(13, 2, 6, 3 * 8, dtype=dt), 1), sdpa_oracle),
     "attention_4heads": ("AttentionFunction", lambda dt: (randn(14, 2, 6, 3 * 8, dtype=dt), 4), sdpa_oracle),
-    "attention_recompute_1head": ("AttentionRecomputeFunction", lambda dt: (randn(22, 2, 6, 3 * 8, dtype=dt), 1), sdpa_oracle),
-    "attention_recompute_4heads": ("AttentionRecomputeFunction", lambda dt: (randn(23, 2, 6, 3 * 8, dtype=dt), 4), sdpa_oracle),
+    "recompute_1head": ("AttentionRecomputeFunction", lambda dt: (randn(22, 2, 6, 24, dtype=dt), 1), sdpa_oracle),
+    "recompute_4heads": ("AttentionRecomputeFunction", lambda dt: (randn(23, 2, 6, 24, dtype=dt), 4), sdpa_oracle),
     "crossentropy": ("SoftmaxCrossEntropyFunction",
                      lambda dt: (randn(15, 3, 4, 11, dtype=dt, scale=3.0), tokens(16, 11, (3, 4))),
-                     lambda logits, targets: F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))),
+                     lambda logits, targets: F.cross_entropy(logits.flatten(0, 1), targets.flatten())),
     "gelu_linear": ("GeluLinearFunction",
-                    lambda dt: (randn(17, 3, 5, 8, dtype=dt, scale=2.0), randn(18, 8, 6, dtype=dt), randn(19, 6, dtype=dt)),
+                    lambda dt: (randn(17, 3, 5, 8, dtype=dt, scale=2.0), randn(18, 8, 6, dtype=dt),
+                                randn(19, 6, dtype=dt)),
                     lambda pre, w, b: F.gelu(pre, approximate="tanh") @ w + b),
 }
 
@@ -126,7 +129,7 @@ def test_layernorm_keeps_its_output_not_its_input(nb):
 
 
 @pytest.mark.parametrize("name, keeps_att", [("AttentionFunction", True), ("AttentionRecomputeFunction", False)])
-def test_only_the_stored_attention_keeps_a_T_by_T_tensor(nb, name, keeps_att):
+def test_only_the_stored_attention_keeps_a_t_by_t_tensor(nb, name, keeps_att):
     qkv = randn(36, 1, 7, 3 * 4)
     shapes = [tuple(t.shape) for t in getattr(nb, name).apply(qkv, 2).grad_fn.saved_tensors]
     assert ((1, 2, 7, 7) in shapes) == keeps_att and (1, 7, 12) in shapes
@@ -151,7 +154,8 @@ def test_attention_is_causal(nb):
 
 def test_encoder_sums_repeated_tokens(nb):
     idx = torch.tensor([[2, 2, 2]])
-    wte, wpe = torch.zeros(4, 3, dtype=torch.float64, requires_grad=True), torch.zeros(3, 3, dtype=torch.float64, requires_grad=True)
+    wte = torch.zeros(4, 3, dtype=torch.float64, requires_grad=True)
+    wpe = torch.zeros(3, 3, dtype=torch.float64, requires_grad=True)
     nb.EncoderFunction.apply(idx, wte, wpe).sum().backward()
     torch.testing.assert_close(wte.grad[2], torch.full((3,), 3.0, dtype=torch.float64), rtol=0, atol=0)
     torch.testing.assert_close(wte.grad[[0, 1, 3]], torch.zeros(3, 3, dtype=torch.float64), rtol=0, atol=0)
