@@ -10,12 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmc_core.course import lesson_by_notebook
+from llmc_core import load_notebook
+from llmc_core.course import solution_path
 
 
 @pytest.fixture(scope="module")
-def nb(solutions):
-    module = solutions(lesson_by_notebook("05_torch_explicit_backward"))
+def nb():
+    module = load_notebook(solution_path("05_torch_explicit_backward"))
     assert module.cell_errors == []
     return module
 

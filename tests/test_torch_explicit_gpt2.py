@@ -7,7 +7,8 @@ the float32 tolerance stated at the comparison.
 import pytest
 import torch
 
-from llmc_core.course import lesson_by_notebook
+from llmc_core import load_notebook
+from llmc_core.course import solution_path
 from llmc_core.gpt2 import GPT2, GPT2Config
 
 CONFIG = GPT2Config(block_size=16, vocab_size=40, n_layer=2, n_head=4, n_embd=16)
@@ -19,8 +20,8 @@ TOLERANCES = {
 
 
 @pytest.fixture(scope="module")
-def nb(solutions):
-    module = solutions(lesson_by_notebook("05_torch_explicit_backward"))
+def nb():
+    module = load_notebook(solution_path("05_torch_explicit_backward"))
     assert module.cell_errors == []
     return module
 
