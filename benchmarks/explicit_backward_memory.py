@@ -2,7 +2,7 @@
 
 The peer is the reference autograd GPT-2 (llmc_core.gpt2.GPT2, attention written out), measured in
 the same run on the same weights and batch. Also shown: the reference with PyTorch's fused
-attention (sdpa), and the explicit model with GELU recomputed in the backward.
+attention (sdpa), and the explicit model with GELU or attention recomputed in the backward.
 
 - saved MB: tensors kept for the backward after the forward (parameters and logits left out),
   from walking the autograd graph (lesson 05's `saved_tensor_table`).
@@ -36,11 +36,12 @@ def parse_args():
 
 
 def build_models(nb, config):
-    """The four models, all with the reference's weights for seed 0."""
+    """The five models, all with the reference's weights for seed 0."""
     reference = GPT2(config, seed=0)
     models = {PEER: reference, "autograd (sdpa attention)": GPT2(config, attention="sdpa", seed=0),
               "explicit": nb.ExplicitGPT2(config),
-              "explicit + recompute GELU": nb.ExplicitGPT2(config, recompute_gelu=True)}
+              "explicit + recompute GELU": nb.ExplicitGPT2(config, recompute_gelu=True),
+              "explicit + recompute attention": nb.ExplicitGPT2(config, recompute_attention=True)}
     for model in models.values():
         model.load_state_dict(reference.state_dict())
     return models
@@ -84,9 +85,9 @@ def main():
     saved = {name: saved_mb(nb, m, idx, targets) for name, m in models.items()}
     peaks = {name: nb.peak_memory(lambda m=m: nb.training_step(m, idx, targets)) / 2**20 for name, m in models.items()}
     times = step_times(nb, models, idx, targets, args.steps)
-    print(f"{'model':28} {'saved MB':>9} {'peak MB':>9} {'step ms':>9} {'peak / peer':>12} {'time / peer':>12}")
+    print(f"{'model':31} {'saved MB':>9} {'peak MB':>9} {'step ms':>9} {'peak / peer':>12} {'time / peer':>12}")
     for name in models:
-        print(f"{name:28} {saved[name]:9.1f} {peaks[name]:9.1f} {times[name] * 1e3:9.1f} "
+        print(f"{name:31} {saved[name]:9.1f} {peaks[name]:9.1f} {times[name] * 1e3:9.1f} "
               f"{peaks[name] / peaks[PEER]:12.3f} {times[name] / times[PEER]:12.3f}")
     print(f"peer: {PEER}")
 

@@ -56,6 +56,10 @@ MOVED_EXERCISES |= {"cuda/adamw": "cuda_fast/adamw_update", "cuda_fast/adamw": "
                     "gpt2_backward/adamw": "gpt2_backward/adamw_update"}
 # Notebooks that took a new name then: old stem -> new stem (lesson 07's exercises, unchanged, are now lesson 08's).
 RENAMED_NOTEBOOKS = {"07_fast_trainer": "08_fast_trainer"}
+# Lesson 05's forward/backward pairs that became one autograd.Function each, once it reused lesson 03's gradients.
+MOVED_EXERCISES.update({f"torch_backward/{layer}_{step}": f"torch_backward/{function}" for layer, function in (
+    ("gelu", "gelu_function"), ("linear", "linear_function"), ("layernorm", "layernorm_function"),
+    ("attention", "attention_recompute")) for step in ("forward", "backward")})
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SNAPSHOT_DIR = PACKAGE_DIR / "snapshots"

@@ -17,11 +17,8 @@ from llmc_core.exercises import FLOAT64, exercises, load_snapshots, probe, probe
 
 # Probe modules still laid out the older way, where some of these tests fail; delete a name once
 # its module follows the conventions.
-NOT_YET_CONVERTED = {"torch_backward", "modern"}
 LESSONS_WITH_PROBES = [lesson for lesson in LESSONS if importlib.util.find_spec(lesson.probe_module)]
-LESSON_PARAMS = [pytest.param(lesson, id=lesson.prefix, marks=pytest.mark.xfail(
-    reason="not converted to the probe conventions yet")) if lesson.prefix in NOT_YET_CONVERTED
-                 else pytest.param(lesson, id=lesson.prefix) for lesson in LESSONS_WITH_PROBES]
+LESSON_PARAMS = [pytest.param(lesson, id=lesson.prefix) for lesson in LESSONS_WITH_PROBES]
 HINT_WIDTH = 99  # characters per source line that holds hint or nudge text
 
 
