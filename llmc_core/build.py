@@ -9,7 +9,14 @@ from pathlib import Path
 import nbformat
 
 from llmc_core.course import REPO_DIR, lesson_by_notebook
-from llmc_core.exercises import compute_snapshots, load_snapshots, probes_for, snapshot_json, snapshot_path, stale_snapshots
+from llmc_core.exercises import (
+    compute_snapshots,
+    load_snapshots,
+    probes_for,
+    snapshot_json,
+    snapshot_path,
+    stale_snapshots,
+)
 from llmc_core.fileio import atomic_write_text
 from llmc_core.notebook import cell_source, cell_tags, load_notebook, python_source, read_notebook
 

@@ -11,9 +11,26 @@ So lesson 07 runs on working elementwise, LayerNorm and softmax kernels even whe
 lesson 06 is unfinished, and no kernel is written twice.
 """
 from llmc_core.references.cuda_kernels import (
-    ceil_div, compiled, device_array, device_attribute, device_peaks, gelu_backward, gelu_forward,
-    gelu_forward_float4, keep_gpu_busy, l2_flush_bytes, layernorm_backward, layernorm_forward, layernorm_forward_warp,
-    report, show_profiles, softmax_forward, softmax_online, softmax_online_source, time_kernel)
+    ceil_div,
+    compiled,
+    device_array,
+    device_attribute,
+    device_peaks,
+    gelu_backward,
+    gelu_forward,
+    gelu_forward_float4,
+    keep_gpu_busy,
+    l2_flush_bytes,
+    layernorm_backward,
+    layernorm_forward,
+    layernorm_forward_warp,
+    report,
+    show_profiles,
+    softmax_forward,
+    softmax_online,
+    softmax_online_source,
+    time_kernel,
+)
 
 # In the order the lesson defines them.
 __all__ = [

@@ -11,9 +11,23 @@ the layers are never written twice. Only what a later lesson needs ships this wa
 solution stays in solutions/, out of a student release.
 """
 from llmc_core.references.gpt2_numpy_forward import (
-    GELU_SCALE, attention_forward, attention_forward_loop, block_forward, crossentropy_forward, encoder_forward,
-    gelu_forward, generate, gpt2_forward, layernorm_forward, matmul_forward, model_forward, residual_forward, sample,
-    sampling_probs, softmax_forward)
+    GELU_SCALE,
+    attention_forward,
+    attention_forward_loop,
+    block_forward,
+    crossentropy_forward,
+    encoder_forward,
+    gelu_forward,
+    generate,
+    gpt2_forward,
+    layernorm_forward,
+    matmul_forward,
+    model_forward,
+    residual_forward,
+    sample,
+    sampling_probs,
+    softmax_forward,
+)
 
 # In the order the lesson defines them.
 __all__ = [

@@ -32,8 +32,14 @@ import numpy as np
 import torch
 
 from llmc_core.fileio import atomic_write_json
-from llmc_core.grading.leaderboard import (CARD_FORMAT, CARD_NAME, append_to_leaderboard, check_card,
-                                           read_leaderboard, table_text)
+from llmc_core.grading.leaderboard import (
+    CARD_FORMAT,
+    CARD_NAME,
+    append_to_leaderboard,
+    check_card,
+    read_leaderboard,
+    table_text,
+)
 from llmc_core.modern import RECIPES, recipe_name
 from llmc_core.train.config import TrainConfig, flag, preset
 
@@ -240,6 +246,7 @@ def plot_speedruns(run_dirs, ax=None):
     each run's steps spread evenly over the compute it used; dots: the validation score at the start and end.
     """
     import matplotlib.pyplot as plt
+
     from llmc_core.train.rundir import read_log
     ax = ax or plt.subplots(figsize=(7, 4))[1]
     for i, (label, folder) in enumerate(run_dirs.items()):

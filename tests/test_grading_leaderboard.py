@@ -6,8 +6,17 @@ import pytest
 
 from llmc_core.course import solution_path
 from llmc_core.grading.grade import grade
-from llmc_core.grading.leaderboard import (MAX_CARD_BYTES, CardError, append_to_leaderboard, check_card,
-                                           gradescope_leaderboard, parse_card, ranked, read_leaderboard, table_text)
+from llmc_core.grading.leaderboard import (
+    MAX_CARD_BYTES,
+    CardError,
+    append_to_leaderboard,
+    check_card,
+    gradescope_leaderboard,
+    parse_card,
+    ranked,
+    read_leaderboard,
+    table_text,
+)
 
 
 def card(val_bpb=1.8, budget=1000, name="ann", **changes):

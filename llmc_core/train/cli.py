@@ -149,8 +149,8 @@ def cmd_sample(args):
 
 
 def cmd_export(args):
-    from llmc_core.weights import write_llmc_checkpoint
     from llmc_core.modern import require_gpt2_architecture
+    from llmc_core.weights import write_llmc_checkpoint
     model = load_trained_model(args.run_dir)
     require_gpt2_architecture(model, args.run_dir)
     write_llmc_checkpoint(args.output, model, model.config, dtype=args.dtype)
