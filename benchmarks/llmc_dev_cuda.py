@@ -11,8 +11,8 @@ macros, types and device helpers, and those of common.h where the file includes 
 inputs, with a numpy reference of its own.  nvcc includes <cuda_runtime.h> in every .cu file and
 llm.c's files got <cuda_bf16.h> through the cuBLAS headers, so both are included first.
 Where a file defines a name that common.h defines too (a file of one commit beside a common.h of
-another), the file's definition is used, and common.h's declarations that use that name are left out.  Prints a Markdown table; exits 1 if a kernel that ran
-failed or mismatched.
+another), the file's definition is used, and common.h's declarations that use that name are left
+out.  Prints a Markdown table; exits 1 if a kernel that ran failed or mismatched.
 """
 import argparse
 import re
@@ -25,8 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from llmc_core.cuda import shim as cp
-from llmc_core.cuda.source import IDENT_RE, mask_source, match_close, match_open
+from llmc_core.cuda import shim as cp  # noqa: E402
+from llmc_core.cuda.source import IDENT_RE, mask_source, match_close, match_open  # noqa: E402
 
 PRELUDE = "#include <cuda_runtime.h>\n#include <cuda_bf16.h>\n"
 # Device-side headers a kernel file may include; other includes (stdio, cuBLAS, ...) serve host code.

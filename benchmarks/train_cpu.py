@@ -2,11 +2,12 @@
 
     python benchmarks/train_cpu.py [--steps 10] [--rounds 3]
 
-CPU section: the shakespeare-cpu preset's size, batch and 4,096-token tokenizer with GPT-2's recipe, trained by llmc_core.train.trainer.train, and by a plain loop written below the way
+CPU section: the shakespeare-cpu preset's size, batch and 4,096-token tokenizer with GPT-2's recipe,
+trained by llmc_core.train.trainer.train, and by a plain loop written below the way
 nanoGPT's train.py does it on a CPU: random windows from a memmap, forward, backward, grad
 clip, AdamW (foreach, as nanoGPT uses off CUDA). Both use the same GPT2 module (sdpa
-attention, the preset's vocabulary padding) and the same tiny Shakespeare tokens. Rounds alternate the two, so
-load from other processes hits both alike; the figure is the median step time over all rounds
+attention, the preset's vocabulary padding) and the same tiny Shakespeare tokens. Rounds alternate
+the two, so load from other processes hits both alike; the figure is the median step time over all rounds
 (the first step of each round, a warm-up, is left out). The ratio is plain-loop time / trainer
 time: >= 1.0 means the trainer costs nothing extra.
 

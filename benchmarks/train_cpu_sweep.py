@@ -27,20 +27,29 @@ from llmc_core.tokenizer import save_tokenizer, train_tokenizer  # noqa: E402
 
 # name: flags; every shape trains 2,048 tokens per step unless it says otherwise, with the recipe it names
 SHAPES = {
-    "A": "--recipe gpt2 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3",
-    "B": "--recipe gpt2 --n-layer 4 --n-head 4 --n-embd 192 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3",
-    "C": "--recipe gpt2 --n-layer 6 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3",
-    "D": "--recipe gpt2 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 256 --batch-size 8 --total-batch-tokens 2048 --lr 2e-3",
-    "E": "--recipe gpt2 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 32 --total-batch-tokens 4096 --lr 3e-3",
-    "F": "--recipe gpt2 --n-layer 3 --n-head 4 --n-embd 96 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 3e-3",
-    "G": "--recipe gpt2 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 4e-3",
-    "H": "--recipe gpt2 --n-layer 6 --n-head 6 --n-embd 192 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3",
-    "J": "--recipe gpt2 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 3e-3",
+    "A": "--recipe gpt2 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 "
+         "--batch-size 16 --total-batch-tokens 2048 --lr 2e-3",
+    "B": "--recipe gpt2 --n-layer 4 --n-head 4 --n-embd 192 --seq-len 128 "
+         "--batch-size 16 --total-batch-tokens 2048 --lr 2e-3",
+    "C": "--recipe gpt2 --n-layer 6 --n-head 4 --n-embd 128 --seq-len 128 "
+         "--batch-size 16 --total-batch-tokens 2048 --lr 2e-3",
+    "D": "--recipe gpt2 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 256 "
+         "--batch-size 8 --total-batch-tokens 2048 --lr 2e-3",
+    "E": "--recipe gpt2 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 "
+         "--batch-size 32 --total-batch-tokens 4096 --lr 3e-3",
+    "F": "--recipe gpt2 --n-layer 3 --n-head 4 --n-embd 96 --seq-len 128 "
+         "--batch-size 16 --total-batch-tokens 2048 --lr 3e-3",
+    "G": "--recipe gpt2 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 "
+         "--batch-size 16 --total-batch-tokens 2048 --lr 4e-3",
+    "H": "--recipe gpt2 --n-layer 6 --n-head 6 --n-embd 192 --seq-len 128 "
+         "--batch-size 16 --total-batch-tokens 2048 --lr 2e-3",
+    "J": "--recipe gpt2 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 "
+         "--batch-size 16 --total-batch-tokens 2048 --lr 3e-3",
     # A and H with dropout against memorising the 300k training tokens over several epochs
-    "AD": "--recipe gpt2 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
-          "--dropout 0.1",
-    "HD": "--recipe gpt2 --n-layer 6 --n-head 6 --n-embd 192 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
-          "--dropout 0.1",
+    "AD": "--recipe gpt2 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 "
+          "--batch-size 16 --total-batch-tokens 2048 --lr 2e-3 --dropout 0.1",
+    "HD": "--recipe gpt2 --n-layer 6 --n-head 6 --n-embd 192 --seq-len 128 "
+          "--batch-size 16 --total-batch-tokens 2048 --lr 2e-3 --dropout 0.1",
     # A with the modern recipe (lesson 09), with AdamW and with Muon for the blocks' matrices
     "M": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
          "--recipe modern --optimizer adamw",
@@ -80,8 +89,9 @@ def run(label, flags, tokenizer, vocab, budget, work, seed=1337, clock="wall", t
     out = Path(work) / f"run-{label}-v{vocab}-b{budget:g}{clock}-t{threads}-s{seed}"
     cmd = ["nice", "-n", "10", sys.executable, "-m", "llmc_core.train", "train", "--out", str(out),
            "--data-dir", str(Path(work) / "data"), "--tokenizer", tokenizer, "--vocab-size", str(vocab),
-           "--time-budget", f"{budget}s", "--budget-clock", clock, "--threads", str(threads), "--val-every", "1000000", "--sample-every", "1000000",
-           "--sample-tokens", "120", "--checkpoint-every", "0", "--no-progress", "--seed", str(seed), *flags.split()]
+           "--time-budget", f"{budget}s", "--budget-clock", clock, "--threads", str(threads),
+           "--val-every", "1000000", "--sample-every", "1000000", "--sample-tokens", "120", "--checkpoint-every", "0",
+           "--no-progress", "--seed", str(seed), *flags.split()]
     before = loadavg()
     started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -92,15 +102,16 @@ def run(label, flags, tokenizer, vocab, budget, work, seed=1337, clock="wall", t
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line.strip()]
     tps = statistics.median(r["tokens_per_s"] for r in log if "tokens_per_s" in r)
     return {"label": label, "vocab": vocab, "bpb": summary["val_bpb"], "steps": summary["step"],
-            "tokens_per_s": tps, "budget_s": summary["wall_s"], "wall_s": wall, "load": (before, after), "out": str(out),
-            "seed": seed}
+            "tokens_per_s": tps, "budget_s": summary["wall_s"], "wall_s": wall, "load": (before, after),
+            "out": str(out), "seed": seed}
 
 
 def row(r):
     if "error" in r:
         return f"| {r['label']} | {r['vocab']} | error: {r['error']} |"
-    return (f"| {r['label']} | {r['vocab']:,} | {r['seed']} | {r['bpb']:.3f} | {r['steps']} | {r['tokens_per_s']:,.0f} | "
-            f"{r['budget_s']:.0f} | {r['wall_s']:.0f} | {r['load'][0]:.1f} / {r['load'][1]:.1f} |")
+    return (f"| {r['label']} | {r['vocab']:,} | {r['seed']} | {r['bpb']:.3f} | {r['steps']} | "
+            f"{r['tokens_per_s']:,.0f} | {r['budget_s']:.0f} | {r['wall_s']:.0f} | "
+            f"{r['load'][0]:.1f} / {r['load'][1]:.1f} |")
 
 
 def main():
@@ -126,7 +137,8 @@ def main():
         plan = [(n, SHAPES[n], args.vocab) for n in names]
     print(f"budget {args.budget:g} s of {args.clock} time per run, --threads {args.threads}, nice 10, "
           f"{args.parallel} run(s) at a time")
-    print("| shape | vocab | seed | val bpb | steps | tokens/s (median) | budget s used | wall s | load avg before / after |")
+    print("| shape | vocab | seed | val bpb | steps | tokens/s (median) | budget s used | wall s "
+          "| load avg before / after |")
     print("|---|---|---|---|---|---|---|---|---|")
     jobs = [(label, flags, tokenizer_file(vocab, args.work), vocab, args.budget, args.work, int(seed), args.clock,
              args.threads) for label, flags, vocab in plan for seed in args.seeds.split(",")]
@@ -147,11 +159,13 @@ def seed_summary(results):
         if "bpb" in r:
             by_label.setdefault(r["label"], []).append(r["bpb"])
     first = next(iter(by_label.values()))
-    lines = ["| shape | seeds | val bpb mean | sd | min / max | vs first | p (Welch) |", "|---|---|---|---|---|---|---|"]
+    lines = ["| shape | seeds | val bpb mean | sd | min / max | vs first | p (Welch) |",
+             "|---|---|---|---|---|---|---|"]
     for label, values in by_label.items():
         p = "" if values is first or len(values) < 2 else f"{welch_t_test(values, first)[2]:.2g}"
         lines.append(f"| {label} | {len(values)} | {statistics.mean(values):.3f} | "
-                     f"{statistics.stdev(values) if len(values) > 1 else 0:.3f} | {min(values):.3f} / {max(values):.3f} | "
+                     f"{statistics.stdev(values) if len(values) > 1 else 0:.3f} | "
+                     f"{min(values):.3f} / {max(values):.3f} | "
                      f"{statistics.mean(values) / statistics.mean(first):.3f} | {p} |")
     return "\n".join(lines)
 

@@ -315,10 +315,13 @@ def test_aarch64_context_switch_under_qemu(tmp_path):
     """The hand-written aarch64 switch, cross-compiled and run under qemu where both are installed."""
     import shutil
     from pathlib import Path
+
     from llmc_core.cuda import source
-    cxx, qemu = shutil.which("aarch64-linux-gnu-g++"), shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")
+    cxx = shutil.which("aarch64-linux-gnu-g++")
+    qemu = shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")
     if not (cxx and qemu):
-        pytest.skip("needs aarch64-linux-gnu-g++ and qemu-aarch64 (apt-get install g++-aarch64-linux-gnu qemu-user-static)")
+        pytest.skip("needs aarch64-linux-gnu-g++ and qemu-aarch64 "
+                    "(apt-get install g++-aarch64-linux-gnu qemu-user-static)")
     here = Path(__file__).parent / "cuda_kernels"
     parsed = source.parse((here / "shared_memory.cu").read_text() + (here / "warp.cu").read_text())
     (tmp_path / "kernels.cpp").write_text(

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from cuda_kernels.helpers import kernel_source, name_expressions
-from llmc_core.cuda import estimate as est
-from llmc_core.cuda import nvrtc_check, shim as cp
+from llmc_core.cuda import estimate as est, nvrtc_check, shim as cp
 
 matplotlib.use("Agg")
 

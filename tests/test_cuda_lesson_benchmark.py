@@ -1,4 +1,5 @@
-"""benchmarks/cuda_kernels.py: without a GPU it skips (never passes); its --smoke run exercises the script on the emulator."""
+"""benchmarks/cuda_kernels.py: without a GPU it skips (never passes); its --smoke run exercises the script on the
+emulator."""
 import subprocess
 import sys
 
@@ -11,7 +12,8 @@ SCRIPT = REPO_DIR / "benchmarks" / "cuda_kernels.py"
 
 
 def run(*args):
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=REPO_DIR, timeout=600)
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=REPO_DIR,
+                          timeout=600)
 
 
 @pytest.mark.skipif(backend_name() == "cupy", reason="a GPU is here: the benchmark measures instead of skipping")

@@ -1,4 +1,5 @@
-"""The reference kernels of lessons 06 and 07 against independent oracles (numpy, PyTorch in float64), and against GPU compilers.
+"""The reference kernels of lessons 06 and 07 against independent oracles (numpy, PyTorch in float64), and against GPU
+compilers.
 
 The kernels run on whichever CUDA backend is active (the CPU emulator without a GPU). Sizes are
 small and deliberately not multiples of block or tile sizes. Kernels with barriers also run under
@@ -95,7 +96,8 @@ def test_layernorm_forward(nb, name, N, C):
     w, b = normal(11, C, shift=1.0).astype(np.float32), normal(12, C).astype(np.float32)
     out, mean, rstd = getattr(nb, name)(dev(x), dev(w), dev(b))
     xt = torch.from_numpy(x).double()
-    close(host(out), F.layer_norm(xt, (C,), torch.from_numpy(w).double(), torch.from_numpy(b).double(), eps=1e-5).numpy(), **F32)
+    expected = F.layer_norm(xt, (C,), torch.from_numpy(w).double(), torch.from_numpy(b).double(), eps=1e-5)
+    close(host(out), expected.numpy(), **F32)
     close(host(mean), xt.mean(dim=1).numpy(), **F32)
     close(host(rstd), (1 / torch.sqrt(xt.var(dim=1, unbiased=False) + 1e-5)).numpy(), rtol=1e-5, atol=1e-6)
 
@@ -114,10 +116,12 @@ def test_layernorm_backward_matches_autograd(nb, N, C):
     dout = torch.from_numpy(normal(23, N, C).astype(np.float32)).double()
     F.layer_norm(x, (C,), w, b, eps=1e-5).backward(dout)
     _, mean, rstd = nb.layernorm_forward_warp(dev(x.detach().numpy()), dev(w.detach().numpy()), dev(b.detach().numpy()))
-    start = [normal(24 + k, *s).astype(np.float32) for k, s in enumerate([(N, C), (C,), (C,)])]  # gradients add into these
+    # gradients add into these
+    start = [normal(24 + k, *s).astype(np.float32) for k, s in enumerate([(N, C), (C,), (C,)])]
     dinp, dweight, dbias = (dev(a) for a in start)
     with races_exposed(2):
-        nb.layernorm_backward(dinp, dweight, dbias, dev(dout.numpy()), dev(x.detach().numpy()), dev(w.detach().numpy()), mean, rstd)
+        nb.layernorm_backward(dinp, dweight, dbias, dev(dout.numpy()), dev(x.detach().numpy()), dev(w.detach().numpy()),
+                              mean, rstd)
     close(host(dinp), start[0] + x.grad.numpy(), rtol=1e-4, atol=1e-5)
     close(host(dweight), start[1] + w.grad.numpy(), rtol=1e-4, atol=1e-4)
     close(host(dbias), start[2] + b.grad.numpy(), rtol=1e-4, atol=1e-4)
@@ -126,7 +130,8 @@ def test_layernorm_backward_matches_autograd(nb, N, C):
 # ---------------------------------------------------------------- softmax
 
 @pytest.mark.parametrize("name", ["softmax_forward", "softmax_online"])
-@pytest.mark.parametrize("N,C,scale", [(3, 1, 1.0), (5, 7, 10.0), (6, 300, 40.0), (2, 5000, 100.0)], ids=lambda v: str(v))
+@pytest.mark.parametrize("N,C,scale", [(3, 1, 1.0), (5, 7, 10.0), (6, 300, 40.0), (2, 5000, 100.0)],
+                         ids=lambda v: str(v))
 def test_softmax(nb, name, N, C, scale):
     x = normal(30 + C, N, C, scale=scale).astype(np.float32)
     if C > 2:
@@ -141,7 +146,8 @@ def test_softmax(nb, name, N, C, scale):
 @pytest.mark.parametrize("N,C,OC", [(1, 1, 1), (19, 37, 45), (130, 20, 140), (64, 64, 256)], ids=lambda v: str(v))
 @pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "nobias"])
 def test_matmul(fast, name, N, C, OC, with_bias):
-    inp, w, b = normal(40, N, C).astype(np.float32), normal(41, C, OC).astype(np.float32), normal(42, OC).astype(np.float32)
+    inp, w, b = (normal(40, N, C).astype(np.float32), normal(41, C, OC).astype(np.float32),
+                 normal(42, OC).astype(np.float32))
     expected = inp.astype(np.float64) @ w.astype(np.float64) + (b if with_bias else 0)
     with races_exposed(4):
         out = getattr(fast, name)(dev(inp), dev(w), dev(b) if with_bias else None)
@@ -208,7 +214,8 @@ def test_attention_fused_rejects_wide_heads(fast):
 
 # ---------------------------------------------------------------- classifier
 
-@pytest.mark.parametrize("N,V,Vp,block", [(1, 1, 1, 32), (6, 50, 64, 256), (3, 600, 640, 256), (2, 5000, 5120, 1024)], ids=lambda v: str(v))
+@pytest.mark.parametrize("N,V,Vp,block", [(1, 1, 1, 32), (6, 50, 64, 256), (3, 600, 640, 256), (2, 5000, 5120, 1024)],
+                         ids=lambda v: str(v))
 @pytest.mark.parametrize("in_place", [False, True], ids=["separate", "in_place"])
 def test_classifier_matches_cross_entropy(fast, N, V, Vp, block, in_place):
     logits = normal(70 + V, N, Vp, scale=20.0).astype(np.float32)
@@ -217,7 +224,8 @@ def test_classifier_matches_cross_entropy(fast, N, V, Vp, block, in_place):
     losses = F.cross_entropy(lt, torch.from_numpy(targets), reduction="none")
     (losses.sum() * 0.25).backward()  # dloss = 0.25 for every row
     with races_exposed(6):
-        got_losses, dlogits = fast.classifier_fused(dev(logits), dev(targets, np.int32), V=V, dloss=0.25, block_size=block, in_place=in_place)
+        got_losses, dlogits = fast.classifier_fused(dev(logits), dev(targets, np.int32), V=V, dloss=0.25,
+                                                    block_size=block, in_place=in_place)
     close(host(got_losses), losses.detach().numpy(), rtol=1e-5, atol=1e-5)
     close(host(dlogits)[:, :V], lt.grad.numpy(), rtol=1e-5, atol=1e-7)
     assert np.all(host(dlogits)[:, V:] == 0), "padding columns get no gradient"
@@ -238,7 +246,8 @@ ENCODER_SIZES = [(1, 1, 1, 1, 1), (3, 5, 12, 7, 8), (4, 16, 64, 3, 16)]  # B, T,
 @pytest.mark.parametrize("B,T,C,V,maxT", ENCODER_SIZES, ids=lambda v: str(v))
 def test_encoder_forward(fast, B, T, C, V, maxT):
     idx, wte, wpe = encoder_case(80, B, T, C, V, maxT)
-    close(host(fast.encoder_forward(dev(idx, np.int32), dev(wte), dev(wpe))), wte[idx].astype(np.float64) + wpe[:T], **F32)
+    close(host(fast.encoder_forward(dev(idx, np.int32), dev(wte), dev(wpe))), wte[idx].astype(np.float64) + wpe[:T],
+          **F32)
 
 
 def test_encoder_forward_rejects_long_sequences(fast):
@@ -287,7 +296,8 @@ def test_occupancy(nb, args, expected):
     assert nb.occupancy(*args) == pytest.approx(expected, rel=0, abs=1e-12)
 
 
-@pytest.mark.parametrize("args", [(0, 32, 0), (1025, 32, 0), (1024, 128, 0), (64, 32, 229 * 1024)], ids=["empty", "too_many_threads", "registers", "shared"])
+@pytest.mark.parametrize("args", [(0, 32, 0), (1025, 32, 0), (1024, 128, 0), (64, 32, 229 * 1024)],
+                         ids=["empty", "too_many_threads", "registers", "shared"])
 def test_occupancy_rejects_blocks_that_do_not_fit(nb, args):
     with pytest.raises(ValueError):
         nb.occupancy(*args)
@@ -296,11 +306,11 @@ def test_occupancy_rejects_blocks_that_do_not_fit(nb, args):
 # ---------------------------------------------------------------- GPU compilers
 
 SOURCES = {  # lesson notebook -> the kernels whose CUDA C source it defines
-    "06_cuda_kernels": ["gelu_forward", "gelu_forward_float4", "gelu_backward", "layernorm_forward", "layernorm_forward_warp",
-                        "layernorm_backward", "softmax_forward", "softmax_online"],
+    "06_cuda_kernels": ["gelu_forward", "gelu_forward_float4", "gelu_backward", "layernorm_forward",
+                        "layernorm_forward_warp", "layernorm_backward", "softmax_forward", "softmax_online"],
     "07_cuda_kernels_fast": ["matmul_naive", "matmul_tiled", "matmul_blocked", "attention_forward", "attention_fused",
-                             "attention_backward", "classifier_fused", "adamw_update", "encoder_forward", "encoder_backward",
-                             "encoder_backward_deterministic"],
+                             "attention_backward", "classifier_fused", "adamw_update", "encoder_forward",
+                             "encoder_backward", "encoder_backward_deterministic"],
 }
 
 
@@ -312,13 +322,15 @@ def lessons(nb, fast):
 @pytest.mark.parametrize("lesson", SOURCES)
 def test_every_source_is_listed(lessons, lesson):
     notebook = lessons[lesson]
-    defined = sorted(name[: -len("_source")] for name in vars(notebook) if name.endswith("_source") and callable(getattr(notebook, name)))
+    defined = sorted(name[: -len("_source")] for name in vars(notebook)
+                     if name.endswith("_source") and callable(getattr(notebook, name)))
     assert defined == sorted(SOURCES[lesson])
 
 
 @pytest.mark.parametrize("lesson,name", [(lesson, name) for lesson, names in SOURCES.items() for name in names])
 def test_source_compiles_for_a_gpu(lessons, lesson, name):
-    """NVRTC (CuPy's compiler) and nvcc --ptx accept the source; a compiler that is not installed is skipped, not passed."""
+    """NVRTC (CuPy's compiler) and nvcc --ptx accept the source; a compiler that is not installed is skipped,
+    not passed."""
     report = compile_check(getattr(lessons[lesson], f"{name}_source")())
     ran = [compiler for compiler, result in report.items() if result.startswith("ok")]
     if not ran:

@@ -148,12 +148,15 @@ def test_a_correct_but_slow_kernel_fails_the_performance_probe(solutions, case):
 
 def test_only_a_wrong_kernel_is_blamed_for_the_exercises_that_use_it():
     """gpt2 runs matmul_blocked: its failing check says to fix matmul_blocked first when a correctness probe of that
-    fails, and shows its own message when only matmul_blocked's performance probe fails (its results are still right)."""
-    probes = [p for p in probes_for(lesson_by_prefix("cuda_fast")) if p.exercise in ("cuda_fast/matmul_blocked", "cuda_fast/gpt2")]
+    fails, and shows its own message when only matmul_blocked's performance probe fails (its results are still
+    right)."""
+    probes = [p for p in probes_for(lesson_by_prefix("cuda_fast"))
+              if p.exercise in ("cuda_fast/matmul_blocked", "cuda_fast/gpt2")]
     gpt2 = next(i for i, p in enumerate(probes) if p.name == "gpt2_loss_and_gradients")
 
     def marked(failing):
-        results = [ProbeResult(p.id, p.exercise, p.name, "failed" if p.name in failing else "passed", 0, p.points) for p in probes]
+        results = [ProbeResult(p.id, p.exercise, p.name, "failed" if p.name in failing else "passed", 0, p.points)
+                   for p in probes]
         return mark_blocked(probes, results)[gpt2]
 
     assert marked({"matmul_blocked_traffic", "gpt2_loss_and_gradients"}).blocked_by == []

@@ -32,12 +32,14 @@ def compare_function(nb_apply, torch_fn, inputs, dout_seed, rtol, atol):
 
 
 def test_gelu_function(nb):
-    compare_function(nb.GeluFunction.apply, lambda x: F.gelu(x, approximate="tanh"), [randn(1, 2, 5, 13, scale=3.0)], 2, rtol=1e-5, atol=1e-6)
+    compare_function(nb.GeluFunction.apply, lambda x: F.gelu(x, approximate="tanh"), [randn(1, 2, 5, 13, scale=3.0)], 2,
+                     rtol=1e-5, atol=1e-6)
 
 
 def test_layernorm_function(nb):
     inputs = [randn(3, 2, 5, 40, scale=2.0, shift=3.0), randn(4, 40, shift=1.0), randn(5, 40)]
-    compare_function(nb.LayerNormFunction.apply, lambda x, w, b: F.layer_norm(x, (40,), w, b, eps=1e-5), inputs, 6, rtol=1e-4, atol=1e-5)
+    compare_function(nb.LayerNormFunction.apply, lambda x, w, b: F.layer_norm(x, (40,), w, b, eps=1e-5), inputs, 6,
+                     rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "nobias"])
@@ -53,7 +55,8 @@ def test_attention_function(nb):
         B, T, C3 = qkv.shape
         q, k, v = (t.view(B, T, 2, C3 // 6).transpose(1, 2) for t in qkv.split(C3 // 3, dim=2))
         return F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, C3 // 3)
-    compare_function(lambda qkv: nb.AttentionFunction.apply(qkv, 2), reference, [randn(11, 2, 7, 48, scale=1.5)], 12, rtol=1e-4, atol=1e-5)
+    compare_function(lambda qkv: nb.AttentionFunction.apply(qkv, 2), reference, [randn(11, 2, 7, 48, scale=1.5)], 12,
+                     rtol=1e-4, atol=1e-5)
 
 
 def test_classifier_function(nb):

@@ -5,8 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from llmc_core.cuda import emulator
-from llmc_core.cuda import shim as cp
+from llmc_core.cuda import emulator, shim as cp
 
 PACKED = r"""
 // 16 bytes moved as one int4, reinterpreted through memcpy (no aliasing games)

@@ -9,9 +9,9 @@ from llmc_core.build import BEGIN
 from llmc_core.course import REPO_DIR, solution_path
 from llmc_core.grading.cli import parse_size
 from llmc_core.grading.grade import grade
-from llmc_core.grading.submissions import safe_name
 from llmc_core.grading.gradescope import build_autograder_zip, run
 from llmc_core.grading.release import release
+from llmc_core.grading.submissions import safe_name
 
 
 @pytest.fixture

@@ -93,8 +93,8 @@ def hint_literals(tree):
         call = probe_call(node)
         if call is not None:
             found += [k.value for k in call.keywords if k.arg == "hint"]
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "NUDGES" or getattr(t, "id", "").endswith("_HINT")
-                                                for t in node.targets):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "NUDGES"
+                                                or getattr(t, "id", "").endswith("_HINT") for t in node.targets):
             found += node.value.values if isinstance(node.value, ast.Dict) else [node.value]
     return [c for f in found for c in ast.walk(f) if isinstance(c, ast.Constant) and isinstance(c.value, str)]
 
@@ -150,7 +150,8 @@ def square(nb, x):
 def test_a_family_is_one_probe_per_case_in_order():
     first, second = square
     assert [(p.id, p.points, p.rtol, p.hint) for p in (first.probe, second.probe)] == [
-        ("conventions/square/small", 2, FLOAT64["rtol"], "x * x"), ("conventions/square/negative", 2, FLOAT64["rtol"], "x * x")]
+        ("conventions/square/small", 2, FLOAT64["rtol"], "x * x"),
+        ("conventions/square/negative", 2, FLOAT64["rtol"], "x * x")]
     assert (first.probe.inputs, second.probe.inputs) == ("square(1.5)", "square(-2.0)")
     notebook = types.SimpleNamespace(square=lambda x: x * x)
     assert (first(notebook), second(notebook)) == (2.25, 4.0)

@@ -8,7 +8,8 @@ import pytest
 from llmc_core.course import LESSONS, LESSONS_DIR, SOLUTIONS_DIR
 from llmc_core.exercises import exercises, judge, load_snapshots, probes_for, run_probe
 
-LESSONS_WITH_PROBES = [lesson for lesson in LESSONS if (SOLUTIONS_DIR / lesson.filename).exists() and probes_for(lesson)]
+LESSONS_WITH_PROBES = [lesson for lesson in LESSONS
+                       if (SOLUTIONS_DIR / lesson.filename).exists() and probes_for(lesson)]
 ALL_PROBES = [(lesson, p) for lesson in LESSONS_WITH_PROBES for p in probes_for(lesson)]
 
 
@@ -49,13 +50,16 @@ def test_reference_tests_run_on_the_notebooks_folder_and_stop_at_cell_errors(tmp
     import sys
 
     import nbformat
+
     from redteam.harness import base_notebook, with_cell
     broken = tmp_path / "broken"
     broken.mkdir()
     nbformat.write(with_cell(base_notebook("01_micrograd", "solution"), "1 / 0"), str(broken / "01_micrograd.ipynb"))
     run = lambda folder: subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_micrograd_reference.py::test_node_used_twice",
-         "--notebooks", str(folder)], capture_output=True, text=True, cwd=SOLUTIONS_DIR.parent, timeout=300)
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/test_micrograd_reference.py::test_node_used_twice", "--notebooks", str(folder)],
+        capture_output=True, text=True, cwd=SOLUTIONS_DIR.parent, timeout=300)
     missing, failing = run(tmp_path), run(broken)
     assert missing.returncode == 0 and "1 skipped" in missing.stdout, missing.stdout
-    assert failing.returncode == 1 and "cells failed to run" in failing.stdout and "ZeroDivisionError" in failing.stdout, failing.stdout
+    assert (failing.returncode == 1 and "cells failed to run" in failing.stdout
+            and "ZeroDivisionError" in failing.stdout), failing.stdout

@@ -73,7 +73,8 @@ def test_license_and_course_package_come_from_the_release(student):
     assert "MIT License" in (student / "LICENSE").read_text()
     where = run([".venv/bin/python", "-c", "import llmc_core; print(llmc_core.__file__)"], student)
     assert where.stdout.strip() == str(student / "llmc_core" / "__init__.py")
-    assert (student / ".venv" / "bin" / "jupyter").exists() or run([".venv/bin/python", "-m", "jupyterlab", "--version"], student).returncode == 0
+    assert ((student / ".venv" / "bin" / "jupyter").exists()
+            or run([".venv/bin/python", "-m", "jupyterlab", "--version"], student).returncode == 0)
 
 
 def solve_first_exercise(lesson_file):

@@ -22,8 +22,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import arguments, memory, profile as profile_mod, source as source_mod
-from .errors import (CompileError, CudaEmulatorError, DivergentBarrierError, IllegalAddressError,  # noqa: F401
-                     KernelDeadlockError, raise_for)
+from .errors import (  # noqa: F401
+    CompileError,
+    CudaEmulatorError,
+    DivergentBarrierError,
+    IllegalAddressError,
+    KernelDeadlockError,
+    raise_for,
+)
 
 HERE = Path(__file__).resolve().parent
 INCLUDE_DIR = HERE / "include"
@@ -42,8 +48,8 @@ if sys.platform == "darwin":
 # block __sanitizer_cov_trace_pc, which the runtime (profiler.cpp) implements; the object is
 # linked without the sanitizer's own library.  No vectorising: a GPU thread makes scalar accesses.
 # -fno-tree-sra keeps a float4 load one 16-byte access (as nvcc's ld.v4), not four scalar loads of its fields.
-PROFILE_FLAGS = ["-O2", "-fno-tree-vectorize", "-fno-tree-slp-vectorize", "-fno-tree-loop-distribute-patterns", "-fno-tree-sra",
-                 "-fsanitize=thread", "-fsanitize-coverage=trace-pc", "-DLLMC_CUEMU_PROFILE=1"]
+PROFILE_FLAGS = ["-O2", "-fno-tree-vectorize", "-fno-tree-slp-vectorize", "-fno-tree-loop-distribute-patterns",
+                 "-fno-tree-sra", "-fsanitize=thread", "-fsanitize-coverage=trace-pc", "-DLLMC_CUEMU_PROFILE=1"]
 # memcpy/memset calls of a size known only at run time go to the runtime's counting versions
 # (GNU ld's --wrap; elsewhere such calls are not counted).
 PROFILE_LINK_FLAGS = ["-Wl,--wrap=memcpy", "-Wl,--wrap=memset"] if sys.platform.startswith("linux") else []
@@ -319,8 +325,8 @@ class EmulatedModule:
         if self._profile_lib is None:
             flags = [f for f in COMPILE_FLAGS if f not in ("-O3", "-shared")] + PROFILE_FLAGS + self._flags
             link = ["-shared", "-fPIC"] + [f for f in COMPILE_FLAGS if f.startswith("-Wl,")] + PROFILE_LINK_FLAGS
-            path, _ = _cached_build(self._text, flags, "prof", link,
-                                    "the kernel source built for counting (-fsanitize=thread -fsanitize-coverage=trace-pc)")
+            path, _ = _cached_build(self._text, flags, "prof", link, "the kernel source built for counting "
+                                    "(-fsanitize=thread -fsanitize-coverage=trace-pc)")
             self._profile_lib = ctypes.CDLL(str(path))
         return self._profile_lib
 

@@ -3,7 +3,8 @@
 The CPU emulator compiles kernels with g++, which accepts some code a GPU compiler rejects;
 `compile_check(source)` catches that.  NVRTC comes from the PyPI wheel `nvidia-cuda-nvrtc-cu12`
 (loaded with ctypes: no GPU or driver needed); CUDA headers such as <cuda_bf16.h> from
-`nvidia-cuda-runtime-cu12` (with `nvidia-cuda-cccl-cu12` for cooperative groups) or `$CUDA_PATH/include`.  nvcc is used where it is on PATH.
+`nvidia-cuda-runtime-cu12` (with `nvidia-cuda-cccl-cu12` for cooperative groups) or `$CUDA_PATH/include`.
+nvcc is used where it is on PATH.
 """
 from __future__ import annotations
 

@@ -119,8 +119,10 @@ def judged(prof, at_most=None, at_least=None):
             "min(64 // warps, 32, 65536 // (registers * 32 * warps), shared // shared per "
             "block); occupancy = blocks * warps / 64.")
 def occupancy_budgets(nb):
-    """occupancy(threads, registers, shared bytes) for (256, 32, 0), (256, 64, 0), (256, 128, 0), (1024, 32, 0), (128, 32, 48 KiB), (64, 16, 0), (96, 40, 1000)"""
-    configs = [(256, 32, 0), (256, 64, 0), (256, 128, 0), (1024, 32, 0), (128, 32, 48 * 1024), (64, 16, 0), (96, 40, 1000)]
+    """occupancy(threads, registers, shared bytes) for (256, 32, 0), (256, 64, 0), (256, 128, 0), (1024, 32, 0),
+    (128, 32, 48 KiB), (64, 16, 0), (96, 40, 1000)"""
+    configs = [(256, 32, 0), (256, 64, 0), (256, 128, 0), (1024, 32, 0), (128, 32, 48 * 1024), (64, 16, 0),
+               (96, 40, 1000)]
     return [nb.occupancy(*c) for c in configs]
 
 
@@ -182,7 +184,8 @@ def gelu_float4_shorter_than_4(nb):
              "not 4 floats one by one."))
 @measures_speed
 def gelu_float4_traffic(nb):
-    """N = 16384 floats, 4096 threads in blocks of 256; limits: bytes moved <= 1.05 x 8N, one load and one store request per 128 floats, >= 90% coalesced"""
+    """N = 16384 floats, 4096 threads in blocks of 256; limits: bytes moved <= 1.05 x 8N,
+    one load and one store request per 128 floats, >= 90% coalesced"""
     N = 1 << 14
     x = normal(8, N)
     prof = counters(nb.gelu_forward_float4_source(), "gelu_forward_float4", (N // 4 // 256,), (256,),
@@ -261,7 +264,8 @@ def layernorm_warp_wide_rows(nb):
              "out the same way."))
 @measures_speed
 def layernorm_warp_traffic(nb):
-    """x (64, 768), 16 blocks of 4 warps; limits: inp read once and out written once (sectors <= 1.05 x N C / 8), both >= 90% coalesced"""
+    """x (64, 768), 16 blocks of 4 warps; limits: inp read once and out written once (sectors <= 1.05 x N C / 8),
+    both >= 90% coalesced"""
     N, C = 64, 768
     x, w, b = layernorm_inputs(15, N, C)
     args = (np.empty_like(x), np.empty(N, np.float32), np.empty(N, np.float32), x, w, b, np.int32(N), np.int32(C))
@@ -300,7 +304,8 @@ def layernorm_gradients(nb):
        hint=("Several blocks add into dweight and dbias: each block's partial sums go in with "
              "atomicAdd; every thread must reach __syncthreads (no early return).",))
 def layernorm_gradients_many_blocks(nb):
-    """x (29, 45) seeded normal(21) * 2 + 3, its mean and rstd; dout (29, 45); threads in a random order between barriers"""
+    """x (29, 45) seeded normal(21) * 2 + 3, its mean and rstd; dout (29, 45);
+    threads in a random order between barriers"""
     with races_exposed(3):
         return layernorm_backward_outputs(nb, 21, 29, 45)
 
@@ -344,7 +349,8 @@ def softmax_online_short_rows(nb):
              "not three times, with a warp reading 32 neighbouring floats at a time."))
 @measures_speed
 def softmax_online_traffic(nb):
-    """x (32, 1024), 8 blocks of 4 warps; limits: inp sectors <= 2.1 x N C / 8 (read twice), out written once, both >= 90% coalesced"""
+    """x (32, 1024), 8 blocks of 4 warps; limits: inp sectors <= 2.1 x N C / 8 (read twice),
+    out written once, both >= 90% coalesced"""
     N, C = 32, 1024
     x = normal(33, N, C, scale=4.0)
     prof = counters(nb.softmax_online_source(), "softmax_online", (N // 4,), (128,),

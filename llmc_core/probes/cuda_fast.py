@@ -110,12 +110,13 @@ def matmul_counters(nb, name, M, K, N, grid, block):
              "tile step, and the multiply-adds read the tiles."))
 @measures_speed
 def matmul_tiled_traffic(nb):
-    """64 x 64 @ 64 x 64, 4 x 4 blocks of 16 x 16; limits: inp, weight bytes asked for <= 1.05/16 of the naive kernel's, >= 90% coalesced, no bank conflicts"""
+    """64 x 64 @ 64 x 64, 4 x 4 blocks of 16 x 16; limits: inp, weight bytes asked for <= 1.05/16 of the naive kernel's,
+    >= 90% coalesced, no bank conflicts"""
     n = 64
     prof = matmul_counters(nb, "matmul_tiled", n, n, n, (n // 16, n // 16), (16, 16))
     naive = 4 * n ** 3  # bytes the naive kernel asks for, from each of inp and weight
-    return judged(prof, at_most={"arrays.inp.load_bytes": 1.05 * naive / 16, "arrays.weight.load_bytes": 1.05 * naive / 16,
-                                 "shared.bank_conflicts": 0},
+    return judged(prof, at_most={"arrays.inp.load_bytes": 1.05 * naive / 16,
+                                 "arrays.weight.load_bytes": 1.05 * naive / 16, "shared.bank_conflicts": 0},
                   at_least={"arrays.inp.load_efficiency": 0.9, "arrays.weight.load_efficiency": 0.9})
 
 
@@ -148,11 +149,13 @@ def matmul_blocked_several_blocks(nb):
              "neighbouring threads at neighbouring addresses."))
 @measures_speed
 def matmul_blocked_traffic(nb):
-    """128 x 32 @ 32 x 128, one block of 256; limits: inp, weight bytes <= 1.05/128 of the naive kernel's, shared bytes <= 1.05 per multiply-add, no bank conflicts"""
+    """128 x 32 @ 32 x 128, one block of 256; limits: inp, weight bytes <= 1.05/128 of the naive kernel's,
+    shared bytes <= 1.05 per multiply-add, no bank conflicts"""
     M, K, N = 128, 32, 128
     prof = matmul_counters(nb, "matmul_blocked", M, K, N, (1, 1), (256,))
     naive = 4 * M * K * N
-    return judged(prof, at_most={"arrays.inp.load_bytes": 1.05 * naive / 128, "arrays.weight.load_bytes": 1.05 * naive / 128,
+    return judged(prof, at_most={"arrays.inp.load_bytes": 1.05 * naive / 128,
+                                 "arrays.weight.load_bytes": 1.05 * naive / 128,
                                  "shared.load_bytes": 1.05 * M * K * N, "shared.bank_conflicts": 0},
                   at_least={"arrays.inp.load_efficiency": 0.9, "arrays.weight.load_efficiency": 0.9})
 
@@ -195,7 +198,8 @@ def attention_fused_wide_heads(nb):
              "and nothing but out is written (no (T, T) scores)."))
 @measures_speed
 def attention_fused_traffic(nb):
-    """qkv (2, 16, 384), 2 heads of 64, 16 blocks of 4 warps; limits: qkv bytes <= 1.05 x (q once, k and v once per pair), only out written, >= 90% coalesced"""
+    """qkv (2, 16, 384), 2 heads of 64, 16 blocks of 4 warps;
+    limits: qkv bytes <= 1.05 x (q once, k and v once per pair), only out written, >= 90% coalesced"""
     B, T, C, NH = 2, 16, 128, 2
     qkv = qkv_input(55, B, T, C)
     args = (np.empty((B, T, C), np.float32), qkv, np.int32(B), np.int32(T), np.int32(C), np.int32(NH))
@@ -218,7 +222,8 @@ def attention_gradients(nb):
     # att from PyTorch, so this probe needs only the backward kernels
     q, k, _ = torch.from_numpy(host(qkv)).double().split(24, dim=2)
     q, k = (t.view(2, 6, 3, 8).transpose(1, 2) for t in (q, k))
-    scores = (q @ k.transpose(-2, -1) / np.sqrt(8)).masked_fill(torch.ones(6, 6, dtype=torch.bool).triu(1), float("-inf"))
+    causal = torch.ones(6, 6, dtype=torch.bool).triu(1)
+    scores = (q @ k.transpose(-2, -1) / np.sqrt(8)).masked_fill(causal, float("-inf"))
     att = dev(torch.softmax(scores, dim=-1).numpy())
     return host(nb.attention_backward(dout, qkv, att))
 
@@ -268,14 +273,17 @@ def classifier_in_place(nb):
              "stored and read back."))
 @measures_speed
 def classifier_fused_traffic(nb):
-    """logits (8, 1024), V 1000, a block of 256 per row; limits: logits sectors <= 2.1 x N Vp / 8 (read twice), dlogits written once and never read"""
+    """logits (8, 1024), V 1000, a block of 256 per row; limits: logits sectors <= 2.1 x N Vp / 8 (read twice),
+    dlogits written once and never read"""
     N, V, Vp = 8, 1000, 1024
     logits, targets = classifier_inputs(63, N, V, Vp)
-    args = (np.empty_like(logits), np.empty(N, np.float32), logits, targets, np.float32(1 / N), np.int32(N), np.int32(V), np.int32(Vp))
-    prof = counters(nb.classifier_fused_source(), "classifier_fused", (N,), (256,), args, ("dlogits", "losses", "logits", "targets"))
+    args = (np.empty_like(logits), np.empty(N, np.float32), logits, targets, np.float32(1 / N),
+            np.int32(N), np.int32(V), np.int32(Vp))
+    prof = counters(nb.classifier_fused_source(), "classifier_fused", (N,), (256,), args,
+                    ("dlogits", "losses", "logits", "targets"))
     sectors = N * Vp * 4 / 32
-    return judged(prof, at_most={"arrays.logits.load_sectors": 2.1 * sectors, "arrays.dlogits.store_sectors": 1.05 * sectors,
-                                 "arrays.dlogits.load_bytes": 0},
+    return judged(prof, at_most={"arrays.logits.load_sectors": 2.1 * sectors,
+                                 "arrays.dlogits.store_sectors": 1.05 * sectors, "arrays.dlogits.load_bytes": 0},
                   at_least={"arrays.logits.load_efficiency": 0.9, "arrays.dlogits.store_efficiency": 0.9})
 
 
@@ -345,7 +353,8 @@ def encoder_bitwise_repeatable(nb):
 # --- gpt2 ----------------------------------------------------------------------------------------
 
 def perturbed_reference(config, seed):
-    """The reference GPT-2 with its biases and layernorms moved away from 0 and 1, so every gradient path carries signal."""
+    """The reference GPT-2 with its biases and layernorms moved away from 0 and 1,
+    so every gradient path carries signal."""
     reference = GPT2(config, seed=seed)
     with torch.no_grad():
         generator = torch.Generator().manual_seed(seed)
@@ -376,7 +385,8 @@ def gpt2_loss_and_gradients(nb):
     grads = {name: p.grad.detach().cpu().numpy() for name, p in model.named_parameters()}
     picked = ("ln_f.weight", "h.0.ln_1.bias", "h.1.attn.c_attn.bias", "h.0.mlp.c_proj.bias", "h.1.mlp.c_fc.bias")
     return {"loss": loss.item(), **{name: grads[name] for name in picked},
-            "wte_row_norms": np.linalg.norm(grads["wte.weight"], axis=1), "wpe_row_norms": np.linalg.norm(grads["wpe.weight"], axis=1),
+            "wte_row_norms": np.linalg.norm(grads["wte.weight"], axis=1),
+            "wpe_row_norms": np.linalg.norm(grads["wpe.weight"], axis=1),
             "h.0.attn.c_attn.weight": grads["h.0.attn.c_attn.weight"][:, ::4]}
 
 

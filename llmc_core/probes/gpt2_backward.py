@@ -15,8 +15,8 @@ USES = {
     "gpt2_backward/gelu": ("gpt2_backward/gelu_derivative",),
     "gpt2_backward/attention_head": ("gpt2_backward/softmax",),
     "gpt2_backward/attention": ("gpt2_backward/attention_head", "gpt2_backward/softmax"),
-    "gpt2_backward/block": ("gpt2_backward/layernorm", "gpt2_backward/matmul", "gpt2_backward/gelu", "gpt2_backward/residual",
-                            "gpt2_backward/attention"),
+    "gpt2_backward/block": ("gpt2_backward/layernorm", "gpt2_backward/matmul", "gpt2_backward/gelu",
+                            "gpt2_backward/residual", "gpt2_backward/attention"),
     "gpt2_backward/model": ("gpt2_backward/encoder", "gpt2_backward/layernorm", "gpt2_backward/matmul",
                             "gpt2_backward/crossentropy_softmax", "gpt2_backward/block"),
 }
@@ -60,7 +60,8 @@ NUDGES = {
 }
 # float32 gradients of a float32 model: FLOAT32's rtol, and an atol below the smallest gradients checked (~1e-4).
 FLOAT32_GRADS = {"rtol": 1e-4, "atol": 1e-6}
-# Names for the parts of qkv-shaped arrays in mismatch messages: the last axis is q | k | v, each NH heads of HS channels.
+# Names for the parts of qkv-shaped arrays in mismatch messages: the last axis is q | k | v,
+# each NH heads of HS channels.
 QKV_PARTS = lambda n_head, head_size: [("part", ("q", "k", "v")), ("head", n_head), ("channel", head_size)]
 
 
@@ -292,7 +293,8 @@ def model_grads(nb):
     """the probe model (2 layers, C 8, 2 heads, V 32), idx and targets (2, 5) seeded 31, params seeded 32"""
     idx, targets = model_inputs(31)
     _, grads = nb.gpt2_loss_and_grads(random_params(PROBE_CONFIG, seed=32), idx, targets, PROBE_CONFIG)
-    return {name: grads[name] for name in ("wte.weight", "wpe.weight", "h.0.attn.c_attn.weight", "h.1.mlp.c_fc.bias", "ln_f.weight", "ln_f.bias")}
+    return {name: grads[name] for name in ("wte.weight", "wpe.weight", "h.0.attn.c_attn.weight", "h.1.mlp.c_fc.bias",
+                                           "ln_f.weight", "ln_f.bias")}
 
 
 @probe("gpt2_backward/model", **FLOAT32_GRADS,
@@ -303,7 +305,8 @@ def model_accumulates(nb):
     grads = {name: np.zeros_like(p) for name, p in params.items()}
     nb.gpt2_loss_and_grads(params, idx, targets, PROBE_CONFIG, grads)
     _, returned = nb.gpt2_loss_and_grads(params, idx, targets, PROBE_CONFIG, grads)
-    return {"same dict": returned is grads, "dtype": str(grads["wte.weight"].dtype), "h.0.ln_1.weight": grads["h.0.ln_1.weight"].astype(np.float64)}
+    return {"same dict": returned is grads, "dtype": str(grads["wte.weight"].dtype),
+            "h.0.ln_1.weight": grads["h.0.ln_1.weight"].astype(np.float64)}
 
 
 @probe("gpt2_backward/model",
@@ -332,7 +335,8 @@ def flat_buffer_shares_memory(nb):
     flat, views = nb.flat_buffer({"w": (3, 3), "b": (3,)})
     flat.fill(0.0)
     views["b"] += 1.0
-    return {"dtype": str(flat.dtype), "shares": [bool(np.shares_memory(flat, v)) for v in views.values()], "sum": float(flat.sum())}
+    return {"dtype": str(flat.dtype), "shares": [bool(np.shares_memory(flat, v)) for v in views.values()],
+            "sum": float(flat.sum())}
 
 
 # --- adamw_update --------------------------------------------------------------------------------

@@ -12,9 +12,10 @@ from llmc_core.gpt2 import GPT2Config
 USES = {
     "gpt2_forward/attention_loop": ("gpt2_forward/softmax",),
     "gpt2_forward/attention": ("gpt2_forward/softmax",),
-    "gpt2_forward/block": ("gpt2_forward/layernorm", "gpt2_forward/matmul", "gpt2_forward/gelu", "gpt2_forward/residual",
-                           "gpt2_forward/attention"),
-    "gpt2_forward/model": ("gpt2_forward/encoder", "gpt2_forward/layernorm", "gpt2_forward/matmul", "gpt2_forward/block"),
+    "gpt2_forward/block": ("gpt2_forward/layernorm", "gpt2_forward/matmul", "gpt2_forward/gelu",
+                           "gpt2_forward/residual", "gpt2_forward/attention"),
+    "gpt2_forward/model": ("gpt2_forward/encoder", "gpt2_forward/layernorm", "gpt2_forward/matmul",
+                           "gpt2_forward/block"),
     "gpt2_forward/sampling_probs": ("gpt2_forward/softmax",),
     "gpt2_forward/sample": ("gpt2_forward/sampling_probs",),
 }
@@ -112,7 +113,8 @@ def encoder_id_out_of_range(nb):
        hint="Normalize over the last axis only, with the biased variance (divide by C), "
             "then out = xhat * w + b.")
 def layernorm_random(nb):
-    out, _ = nb.layernorm_forward(normal(3, (2, 3, 6), scale=2.0, shift=1.5), normal(4, (6,), 0.5, 1.0), normal(5, (6,)))
+    out, _ = nb.layernorm_forward(normal(3, (2, 3, 6), scale=2.0, shift=1.5), normal(4, (6,), 0.5, 1.0),
+                                  normal(5, (6,)))
     return out
 
 
@@ -128,7 +130,8 @@ def layernorm_constant_row(nb):
 @probe("gpt2_forward/layernorm",
        hint=("Keep float32 float32: use Python floats for constants, not float64 numpy scalars.",))
 def layernorm_keeps_float32(nb):
-    out, _ = nb.layernorm_forward(normal(3, (2, 3, 6), dtype=np.float32), np.ones(6, np.float32), np.zeros(6, np.float32))
+    out, _ = nb.layernorm_forward(normal(3, (2, 3, 6), dtype=np.float32), np.ones(6, np.float32),
+                                  np.zeros(6, np.float32))
     return str(out.dtype)
 
 
@@ -313,7 +316,8 @@ def model_too_long(nb):
             "probability 0.")
 def sampling_probs_topk(nb):
     logits = normal(25, (12,), scale=2.0)
-    return {"t=1": nb.sampling_probs(logits), "t=0.5,k=3": nb.sampling_probs(logits, 0.5, 3), "t=2,k=12": nb.sampling_probs(logits, 2.0, 12)}
+    return {"t=1": nb.sampling_probs(logits), "t=0.5,k=3": nb.sampling_probs(logits, 0.5, 3),
+            "t=2,k=12": nb.sampling_probs(logits, 2.0, 12)}
 
 
 @probe("gpt2_forward/sampling_probs", **FLOAT64,
@@ -326,7 +330,8 @@ def sampling_probs_top1(nb):
        hint=("temperature <= 0 and top_k outside 1..V raise ValueError.",))
 def sampling_probs_bad_arguments(nb):
     logits = normal(27, (5,))
-    return [raised(nb.sampling_probs, logits, 0.0), raised(nb.sampling_probs, logits, 1.0, 0), raised(nb.sampling_probs, logits, 1.0, 6)]
+    return [raised(nb.sampling_probs, logits, 0.0), raised(nb.sampling_probs, logits, 1.0, 0),
+            raised(nb.sampling_probs, logits, 1.0, 6)]
 
 
 # --- sample --------------------------------------------------------------------------------------

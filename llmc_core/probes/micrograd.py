@@ -14,7 +14,8 @@ import numpy as np
 from llmc_core.exercises import FLOAT64, probe, raised
 from llmc_core.plotting import graph_nodes
 
-OPS = ("micrograd/value_ops", "micrograd/pow", "micrograd/more_ops", "micrograd/tanh", "micrograd/relu", "micrograd/exp_log")
+OPS = ("micrograd/value_ops", "micrograd/pow", "micrograd/more_ops", "micrograd/tanh", "micrograd/relu",
+       "micrograd/exp_log")
 # Which earlier exercises each exercise runs; a probe with its own `uses=` says more precisely.
 USES = {
     "micrograd/more_ops": ("micrograd/value_ops", "micrograd/pow"),  # -, / and reflected ops are built from + * **
@@ -129,7 +130,8 @@ def mul_two_values(nb):
 @probe("micrograd/value_ops", **FLOAT64,
        hint="A plain number on the right must be wrapped into a Value before you use .data.")
 def add_and_mul_plain_number(nb):
-    """a, b = Value(0.6), Value(-2.2), grads preset to 0.25; s = a + 3.5, p = b * -0.8; each _backward() once with grad 2.5"""
+    """a, b = Value(0.6), Value(-2.2), grads preset to 0.25; s = a + 3.5, p = b * -0.8;
+    each _backward() once with grad 2.5"""
     a, b = _leaves(nb, 0.6, -2.2)
     s, p = a + 3.5, b * -0.8
     _one_step(s, 2.5)
@@ -384,7 +386,8 @@ BACKWARD_HINT = ("Seed the output's grad, then call each node's _backward in rev
 
 @probe("micrograd/backward", **FLOAT64, uses=OPS + ("micrograd/topo_order",), hint=BACKWARD_HINT)
 def expression_with_every_op(nb):
-    """h = tanh(a*b + c); out = h*d - a/c + exp(b**2)*0.1 + log(c + 3) - relu(h*a + 2), a..d seeded in ±[0.5, 2]; out.backward()"""
+    """h = tanh(a*b + c); out = h*d - a/c + exp(b**2)*0.1 + log(c + 3) - relu(h*a + 2),
+    a..d seeded in ±[0.5, 2]; out.backward()"""
     out, leaves = _expression(nb)
     out.backward()
     return {"out": out.data, "out.grad": out.grad, "leaf grads": [v.grad for v in leaves]}

@@ -125,7 +125,8 @@ def interleaved_groups(nb):
 @probe("trainer/grad_accum_steps", points=1,
        hint="micro-steps = total_batch_tokens // (B * T * world_size).")
 def micro_step_counts(nb):
-    cases = [(524288, 64, 1024, 1), (524288, 64, 1024, 8), (524288, 16, 1024, 8), (1024, 8, 128, 1), (1024, 4, 128, 2), (96, 3, 4, 2)]
+    cases = [(524288, 64, 1024, 1), (524288, 64, 1024, 8), (524288, 16, 1024, 8), (1024, 8, 128, 1), (1024, 4, 128, 2),
+             (96, 3, 4, 2)]
     return [nb.grad_accum_steps(*c) for c in cases]
 
 
@@ -179,7 +180,8 @@ def clip_case(nb, scale, max_norm):
     for p in params[:2]:
         p.grad = scale * torch.randn(p.shape, generator=generator)
     norm = nb.clip_grad_norm(params, max_norm)
-    return {"norm": float(norm), "grads": [p.grad.numpy().copy() for p in params[:2]], "untouched": params[2].grad is None}
+    return {"norm": float(norm), "grads": [p.grad.numpy().copy() for p in params[:2]],
+            "untouched": params[2].grad is None}
 
 
 @probe("trainer/clip_grad_norm", points=2, **FLOAT32_SAME_OPS,
@@ -223,7 +225,8 @@ def after_step(model, optimizer):
             "norm = clip_grad_norm(model.parameters(), grad_clip); optimizer.step(); "
             "optimizer.zero_grad(set_to_none=True).")
 def two_clipped_steps(nb):
-    """a 1-layer GPT-2 (C 16, V 32, seed 0) with AdamW; 2 steps of 3 micro-batches of (2, 8) ids, LR 1e-2 then 5e-3, grad_clip 0.1"""
+    """a 1-layer GPT-2 (C 16, V 32, seed 0) with AdamW;
+    2 steps of 3 micro-batches of (2, 8) ids, LR 1e-2 then 5e-3, grad_clip 0.1"""
     model, optimizer, next_batch = tiny_run(0)
     first = nb.train_step(model, optimizer, next_batch, 3, 1e-2, 0.1)
     second = nb.train_step(model, optimizer, next_batch, 3, 5e-3, 0.1)
@@ -297,7 +300,8 @@ def read_back(path):
         if found is None:
             raise
         raise ValueError(f"torch.load(weights_only=True) cannot read your training_state back: it holds a "
-                         f"{found.group(1)} object; keep only tensors and plain Python values (a numpy array: .tolist())") from None
+                         f"{found.group(1)} object; keep only tensors and plain Python values "
+                         f"(a numpy array: .tolist())") from None
 
 
 def checkpoint_round_trip(nb):
@@ -341,7 +345,8 @@ def checkpoint_round_trip(nb):
             "loader.state_dict() and the step; restore each with its load_state_dict and return "
             "state['step'].")
 def resumed_losses(nb):
-    """a 1-layer GPT-2 (C 16, V 32) with AdamW on a 600-token shard (B 2, T 8): 2 steps, save, restore into a fresh model (seed 4), 3 more steps"""
+    """a 1-layer GPT-2 (C 16, V 32) with AdamW on a 600-token shard (B 2, T 8):
+    2 steps, save, restore into a fresh model (seed 4), 3 more steps"""
     result = checkpoint_round_trip(nb)
     return {"step": result["step"], "losses": result["losses"]}
 
@@ -362,7 +367,8 @@ def random_generators_restored(nb):
        hint="6 * num_params for the parameter matmuls (forward + backward), "
             "plus 6 * n_layer * n_embd * seq_len for attention.")
 def flop_counts(nb):
-    return [nb.flops_per_token(124_475_904, 12, 768, 1024), nb.flops_per_token(3_418_880, 4, 64, 128), nb.flops_per_token(1000, 3, 5, 7)]
+    return [nb.flops_per_token(124_475_904, 12, 768, 1024), nb.flops_per_token(3_418_880, 4, 64, 128),
+            nb.flops_per_token(1000, 3, 5, 7)]
 
 
 # --- mfu -----------------------------------------------------------------------------------------
@@ -370,7 +376,8 @@ def flop_counts(nb):
 @probe("trainer/mfu", points=1, **CLOSED_FORM,
        hint="MFU = tokens_per_s * flops_per_token / (peak_flops * world_size).")
 def utilization(nb):
-    return [nb.mfu(400_000, 7.5e8, 989e12), nb.mfu(3_000_000, 7.5e8, 989e12, world_size=8), nb.mfu(1234.5, 2e7, 1e12, 1)]
+    return [nb.mfu(400_000, 7.5e8, 989e12), nb.mfu(3_000_000, 7.5e8, 989e12, world_size=8),
+            nb.mfu(1234.5, 2e7, 1e12, 1)]
 
 
 @probe("trainer/mfu", points=1,
