@@ -207,3 +207,17 @@ def test_llmc_sample_runs_a_modern_checkpoint_on_the_engine(tmp_path, capsys, mo
     params = SamplingParams(temperature=0.8, top_k=50, seed=3)
     ids = Engine.from_model(model, max_len=7).generate([[0]], 6, params)[0]  # a toy vocabulary starts at 0
     assert capsys.readouterr().out == f"--- sample 1 ---\n{gpt2_encoding().decode(ids[1:])}\n"
+
+
+def test_trainer_samples_a_modern_model_on_the_engine_up_to_its_context(toy_shards, tmp_path, monkeypatch):
+    from llmc_core.train.trainer import train
+    from test_train_trainer import tiny
+
+    def no_recomputing(*args):
+        raise AssertionError("sampled without the engine")
+    monkeypatch.setattr(sample, "generate_recomputing", no_recomputing)
+    config = tiny(toy_shards, **modern.RECIPES["modern"], max_steps=2, val_every=0, sample_every=2, sample_tokens=40,
+                  tokenizer="gpt2")  # 40 tokens asked for, 16 positions: the sample stops at the context
+    train(config, tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()
+    assert (tmp_path / "run" / "samples.txt").read_text().startswith("--- step 2 ---\n")

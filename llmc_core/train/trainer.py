@@ -528,7 +528,8 @@ def write_sample(run):
     """Sample from the model, print it and append it to samples.txt."""
     config, enc = run.config, run.enc
     start = enc.eot_token if enc.eot_token < run.raw_model.config.vocab_size else 0  # toy models: token 0
-    tokens = generate(run.raw_model, [start], config.sample_tokens, seed=config.seed, device=run.runtime.device)
+    n = min(config.sample_tokens, run.raw_model.config.block_size - 1)  # the sample ends at the model's context
+    tokens = generate(run.raw_model, [start], n, seed=config.seed, device=run.runtime.device)
     text = enc.decode(tokens[1:])
     run.say(f"--- sample at step {run.step} ---\n{text}\n---")
     with open(run.out_dir / "samples.txt", "a") as f:
