@@ -181,13 +181,17 @@ def write_modern_run(folder, extra_config=None):
     return model
 
 
-def test_modern_checkpoint_loads_with_its_recipe(tmp_path):
+def test_modern_checkpoint_loads_with_its_recipe(tmp_path, capsys):
     model = write_modern_run(tmp_path)
     loaded = read_model(tmp_path)
     assert loaded.recipe == MODERN and loaded.config == CONFIG and "lm_head" in loaded.state
     greedy = SamplingParams(temperature=0)
     assert load_engine(tmp_path)[0].generate([[1, 2]], 20, greedy) == \
         Engine.from_model(model).generate([[1, 2]], 20, greedy)
+    assert main(["generate", str(tmp_path), "--tokens", "8", "--greedy"]) == 0
+    from llmc_core.encodings import gpt2_encoding
+    ids = Engine.from_model(model).generate([[0]], 8, greedy)[0]  # a toy vocabulary starts at 0
+    assert capsys.readouterr().out == f"--- sample 1 ---\n{gpt2_encoding().decode(ids[1:])}\n"
 
 
 def test_checkpoint_with_settings_this_llmc_does_not_know_is_refused(tmp_path):
