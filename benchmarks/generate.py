@@ -1,12 +1,17 @@
 """Generation speed: the inference engine against Hugging Face transformers' generate(use_cache=True).
 
-Both run the same weights (a GPT-2 with random GPT-2 init, GPT-2 small's shape by default), on
-the CPU, with the same threads, prompt and length, greedy; the script checks that both produce
-the same tokens. For each batch size it prints the median wall and CPU time of each, tokens/s,
+Both run the same weights on the CPU, with the same threads, prompt and length, greedy; the
+script checks that both produce the same tokens. The weights: a GPT-2 with random GPT-2 init
+(GPT-2 small's shape by default, `--preset`), or a trained model (`--run`), such as the CPU
+preset's. For each batch size it prints the median wall and CPU time of each, tokens/s,
 the ratio engine / transformers, and memory: the engine's resident memory after its first and
 last token (it should not grow) and the peak growth of resident memory during each run.
 
     .venv/bin/python benchmarks/generate.py --batch-sizes 1 8 --new-tokens 128
+    llmc train --preset shakespeare-cpu --time-budget 60 --out runs/bench-cpu   # a short run of the CPU preset
+    .venv/bin/python benchmarks/generate.py --run runs/bench-cpu --new-tokens 64
+
+transformers has no model of the modern recipe, so `--run` takes a GPT-2-recipe run.
 """
 import argparse
 import os
@@ -16,7 +21,10 @@ import time
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="gpt2", help="GPT-2 shape (llmc_core.gpt2 presets; default: %(default)s)")
+    parser.add_argument("--preset", default="gpt2",
+                        help="GPT-2 shape of the random model (llmc_core.gpt2 presets; default: %(default)s)")
+    parser.add_argument("--run", default=None, help="a trained model instead: an `llmc train` run folder (GPT-2 recipe), "
+                                                    "its checkpoint.pt, a model.safetensors or an llm.c .bin")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], help="batch sizes B")
     parser.add_argument("--prompt-len", type=int, default=16, help="prompt tokens per row")
     parser.add_argument("--new-tokens", type=int, default=128, help="tokens generated per row")
@@ -58,7 +66,8 @@ def hf_model(model, transformers):
     c = model.config
     hf_config = transformers.GPT2Config(vocab_size=c.vocab_size, n_positions=c.block_size, n_embd=c.n_embd,
                                         n_layer=c.n_layer, n_head=c.n_head, activation_function="gelu_new",
-                                        layer_norm_epsilon=1e-5, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+                                        layer_norm_epsilon=1e-5, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                                        bos_token_id=None, eos_token_id=None)  # no early stop: same length as ours
     hf = transformers.GPT2LMHeadModel(hf_config).eval()
     missing, unexpected = hf.transformer.load_state_dict(model.state_dict(), strict=False)
     assert not unexpected and all(k.endswith(("attn.bias", "attn.masked_bias")) for k in missing), (missing, unexpected)
@@ -91,18 +100,34 @@ def engine_flatness(engine, prompts, n, sampling):
     return first, resident_bytes()
 
 
+def the_model(args):
+    """(GPT2, its name): the trained model at --run, else a random one of --preset's shape."""
+    from llmc_core.gpt2 import GPT2, GPT2Config
+    if args.run is None:
+        return GPT2(GPT2Config.preset(args.preset), seed=0).eval(), f"{args.preset} (random weights)"
+    from llmc_core.inference import read_model
+    from llmc_core.weights import gpt2_from_state_dict
+    loaded = read_model(args.run)
+    if loaded.recipe.changes():
+        raise SystemExit(f"{args.run} was trained with {', '.join(loaded.recipe.changes())}; transformers' GPT-2 "
+                         f"cannot run it: benchmark a GPT-2-recipe run")
+    return gpt2_from_state_dict(loaded.state, loaded.config).eval(), f"{args.run} (trained)"
+
+
 def main():
     args = parse_args()
     import torch
     import transformers
 
-    from llmc_core.gpt2 import GPT2, GPT2Config
     from llmc_core.inference import Engine, SamplingParams
     torch.set_num_threads(args.threads)
-    config = GPT2Config.preset(args.preset)
-    model = GPT2(config, seed=0).eval()
+    model, name = the_model(args)
+    config = model.config
+    if args.prompt_len + args.new_tokens > config.block_size:
+        raise SystemExit(f"a {args.prompt_len}-token prompt plus {args.new_tokens} new tokens does not fit the model's "
+                         f"{config.block_size} positions: lower --new-tokens")
     hf = hf_model(model, transformers)
-    print(f"{args.preset}: {model.num_parameters() / 1e6:.1f}M parameters, prompt {args.prompt_len}, "
+    print(f"{name}: {model.num_parameters() / 1e6:.1f}M parameters, prompt {args.prompt_len}, "
           f"{args.new_tokens} new tokens, greedy, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"transformers {transformers.__version__}; load average {open('/proc/loadavg').read().split()[:3]}")
     greedy = SamplingParams(temperature=0)

@@ -197,7 +197,7 @@ def test_loads_llmc_and_hugging_face_files(model, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"n_head": CONFIG.n_head}))
     expected = greedy(Engine.from_model(model))
     for name in ("model.bin", "model.safetensors"):
-        config, _, _ = read_model(tmp_path / name)
+        config = read_model(tmp_path / name).config
         assert config == CONFIG
         assert greedy(load_engine(tmp_path / name)[0]) == expected, name
 

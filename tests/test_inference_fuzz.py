@@ -63,7 +63,7 @@ def damaged_copies(data: bytes, header: int | None, rng: random.Random):
 @pytest.mark.parametrize("kind", ["llmc", "safetensors", "train"])
 def test_damaged_files_fail_with_a_clear_error(kind, tmp_path):
     original, header = write_valid(kind, tmp_path)
-    config, state, _ = read_model(original)
+    config, state = read_model(original)[:2]
     data, rng = original.read_bytes(), random.Random(f"fuzz-{kind}")
     damaged = tmp_path / ("damaged" + original.suffix)
     outcomes = {}
@@ -74,6 +74,8 @@ def test_damaged_files_fail_with_a_clear_error(kind, tmp_path):
             loaded = read_model(damaged)
         except ValueError as e:
             assert str(damaged) in str(e), f"{what}: the error does not name the file: {e}"
+            problem = str(e).replace(str(damaged), "").split()
+            assert len(problem) >= 4 and "Traceback" not in str(e), f"{what}: the error does not say what is wrong: {e}"
             outcome = "rejected"
         else:
             # accepted: only a flipped file, and it must read back faithfully: the same model, or (in a

@@ -4,6 +4,7 @@ The static checks read the engine's modules with `ast` and take a folder, so tha
 at the end can plant a recursive helper or an unbounded loop in a copy and see them fail.
 """
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -18,8 +19,11 @@ from torch.profiler import ProfilerActivity, profile
 import llmc_core.inference
 from llmc_core.gpt2 import GPT2, GPT2Config
 from llmc_core.inference import Engine, SamplingParams
+from llmc_core.modern import GPT, Recipe
 
 ENGINE_DIR = Path(llmc_core.inference.__file__).parent
+TESTS_DIR = Path(__file__).parent
+HARDENING_DOC = TESTS_DIR.parent / "docs" / "hardening.md"
 MAX_FUNCTION_LINES = 50  # signature, docstring and blank lines included
 UNBOUNDED_ITERATORS = {"count", "cycle", "repeat", "iter"}  # itertools' endless ones, iter(f, sentinel)
 DYNAMIC_CODE = {"exec", "eval", "compile", "__import__", "globals", "setattr", "delattr"}
@@ -209,10 +213,12 @@ def test_planted_recursion_is_caught(engine_copy, name):
     assert cycles(call_graph(engine_copy)) == []
     plant(engine_copy, module, code)
     if name == "recursion across modules":  # close the loop: check_weights calls the planted helper back
-        text = (engine_copy / "load.py").read_text().replace(
-            '    """The GPT-2 state dict', '    loop_back(state)\n    """The GPT-2 state dict', 1)
-        (engine_copy / "load.py").write_text(text.replace("from llmc_core.inference.checks import require",
-                                                          "from llmc_core.inference.checks import loop_back, require"))
+        text = (engine_copy / "load.py").read_text()
+        check_weights = next(n for n in ast.parse(text).body if getattr(n, "name", "") == "check_weights")
+        lines = text.splitlines(keepends=True)
+        lines.insert(check_weights.body[1].lineno - 1, "    loop_back(state)\n")  # after its docstring
+        (engine_copy / "load.py").write_text("".join(lines).replace(
+            "from llmc_core.inference.checks import require", "from llmc_core.inference.checks import loop_back, require"))
     assert cycles(call_graph(engine_copy)) != []
 
 
@@ -235,11 +241,17 @@ def test_planted_long_function_and_assert_are_caught(engine_copy):
 # Memory: allocated at load, never in the loop
 
 LONG = GPT2Config(block_size=1024 + 8, vocab_size=64, n_layer=1, n_head=2, n_embd=16)
+MODERN = Recipe(rope=True, norm="rms", qk_norm=True, mlp="relu2", softcap=15.0, untie_head=True)  # every option on
 
 
 @pytest.fixture(scope="module")
-def long_model():
-    return GPT2(LONG, seed=4).eval()
+def long_models():
+    return {"gpt2": GPT2(LONG, seed=4).eval(), "modern": GPT(LONG, MODERN, seed=4).eval()}
+
+
+@pytest.fixture(scope="module")
+def long_model(long_models):
+    return long_models["gpt2"]
 
 
 def allocations_after_the_first_token(engine, n, sampling):
@@ -257,13 +269,16 @@ def allocations_after_the_first_token(engine, n, sampling):
     return taken, allocations
 
 
-# 1,000 greedy tokens take attention to 1,003 positions; the sampler's ops have the same shapes at every
-# step, so 200 sampled tokens (temperature, top-k, top-p) cover them at a fifth of the profiler's cost
-@pytest.mark.parametrize("sampling,n", [(SamplingParams(temperature=0), 1000),
-                                        (SamplingParams(temperature=0.9, top_k=40, top_p=0.9, seed=1), 200)],
-                         ids=["greedy", "sampled"])
-def test_no_tensor_allocated_after_the_first_token(long_model, sampling, n):
-    taken, allocations = allocations_after_the_first_token(Engine.from_model(long_model, batch_size=2), n, sampling)
+# 1,000 greedy tokens take attention to 1,003 positions; the sampler's ops and the modern recipe's
+# (norms, rotations read from a table row, ReLU², the cap) have the same shapes at every step, so
+# 200 tokens cover them at a fifth of the profiler's cost (the resident-memory test runs 1,000)
+@pytest.mark.parametrize("recipe,sampling,n", [("gpt2", SamplingParams(temperature=0), 1000),
+                                               ("gpt2", SamplingParams(temperature=0.9, top_k=40, top_p=0.9, seed=1), 200),
+                                               ("modern", SamplingParams(temperature=0), 200)],
+                         ids=["greedy", "sampled", "modern-greedy"])
+def test_no_tensor_allocated_after_the_first_token(long_models, recipe, sampling, n):
+    engine = Engine.from_model(long_models[recipe], batch_size=2)
+    taken, allocations = allocations_after_the_first_token(engine, n, sampling)
     assert taken == n - 1
     assert allocations == [], f"{len(allocations)} allocations in {taken} steps, e.g. {allocations[:5]}"
 
@@ -282,8 +297,9 @@ def resident_bytes():
 
 
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads resident memory from /proc (Linux)")
-def test_resident_memory_is_flat_over_1000_tokens(long_model):
-    engine = Engine.from_model(long_model, batch_size=1)
+@pytest.mark.parametrize("recipe", ["gpt2", "modern"])
+def test_resident_memory_is_flat_over_1000_tokens(long_models, recipe):
+    engine = Engine.from_model(long_models[recipe], batch_size=1)
     steps = engine.stream([[1, 2, 3]], 1001, SamplingParams(temperature=1.0, top_k=30, top_p=0.95, seed=2))
     next(steps)
     after_first = resident_bytes()
@@ -323,3 +339,38 @@ def test_invariant_checks_guard_the_buffers(long_model):
     engine.logits = torch.empty(2, 3)  # a bug that breaks the engine's own state
     with pytest.raises(llmc_core.inference.InvariantError, match="logits has shape"):
         engine.stream([[1]], 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# docs/hardening.md names a test for every rule, and every test it names exists
+
+def unresolved_test_names(doc: str, tests_dir=TESTS_DIR):
+    """The `test_file.py` and `test_name` references in doc that are not a test file / test function in tests_dir."""
+    defined = {n.name for path in tests_dir.glob("test_*.py") for n in ast.walk(ast.parse(path.read_text()))
+               if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")}
+    files = re.findall(r"`(test_\w+\.py)(?:::\w+)?`", doc)
+    names = re.findall(r"`(?:test_\w+\.py::)?(test_\w+)`", doc)
+    return [f for f in files if not (tests_dir / f).is_file()] + [n for n in names if n not in defined]
+
+
+def rules_without_a_test(doc: str):
+    """Rule numbers of the doc's table whose last column names no test (rule 9 points at rule 3's)."""
+    rows = {int(m[1]): m[2] for m in re.finditer(r"^\| (\d+) \|.*\|([^|]*)\|\s*$", doc, re.MULTILINE)}
+    assert sorted(rows) == list(range(1, 11)), f"the table should list rules 1 to 10, found {sorted(rows)}"
+    return [n for n, cell in rows.items() if "`test_" not in cell and "rule 3's tests" not in cell]
+
+
+def test_hardening_doc_names_only_tests_that_exist():
+    doc = HARDENING_DOC.read_text()
+    assert len(re.findall(r"`(?:test_\w+\.py::)?(test_\w+)`", doc)) >= 10
+    assert unresolved_test_names(doc) == []
+    assert rules_without_a_test(doc) == []
+
+
+def test_a_misnamed_test_in_the_doc_is_caught():
+    doc = HARDENING_DOC.read_text()
+    renamed = doc.replace("`test_every_loop_is_bounded`", "`test_every_loop_is_bound`", 1)
+    assert unresolved_test_names(renamed) == ["test_every_loop_is_bound"]
+    assert unresolved_test_names(doc + " `test_no_such_file.py`") == ["test_no_such_file.py"]
+    no_test = re.sub(r"^(\| 4 \|.*\|)[^|]*\|\s*$", r"\1 (none) |", doc, count=1, flags=re.MULTILINE)
+    assert rules_without_a_test(no_test) == [4]

@@ -1,4 +1,4 @@
-"""`llmc generate`: text from any GPT-2 the engine loads, printed as the tokens arrive."""
+"""`llmc generate`: text from any model the engine loads, printed as the tokens arrive."""
 from llmc_core.inference.checks import require
 
 
@@ -36,8 +36,9 @@ def cmd_generate(args):
 def register(subparsers):
     """Add `generate` to the `llmc` command."""
     p = subparsers.add_parser("generate", help="generate text with the KV-cache inference engine, streamed",
-                              description="Generate text from an `llmc train` run, a Hugging Face GPT-2 "
-                                          "model.safetensors or an llm.c .bin model, printing tokens as they come.")
+                              description="Generate text from an `llmc train` run (GPT-2 or the modern recipe), "
+                                          "a Hugging Face GPT-2 model.safetensors or an llm.c .bin model, "
+                                          "printing tokens as they come.")
     p.add_argument("model", help="a run folder, its checkpoint.pt, a model.safetensors or an llm.c .bin")
     p.add_argument("--prompt", default="", help="text to continue (default: start a new document)")
     p.add_argument("--tokens", type=int, default=100, help="new tokens at most (default: %(default)s)")

@@ -1,15 +1,15 @@
-"""Sampling text from a GPT-2 with the inference engine: temperature, top-k, top-p, a seeded generator.
+"""Sampling text from a GPT with the inference engine: temperature, top-k, top-p, a seeded generator.
 
-`generate` and `sample_text` take a GPT2 module (the trainer samples its own model with them);
-`stream_text` turns an engine's tokens into text as they arrive, for `llmc generate`.
+`generate` and `sample_text` take a GPT2 or modern.GPT module (the trainer samples its own model
+with them); `stream_text` turns an engine's tokens into text as they arrive, for `llmc generate`.
 """
 import codecs
 
 import torch
 
 from llmc_core.encodings import GPT2_EOT, gpt2_encoding
-from llmc_core.gpt2 import GPT2
 from llmc_core.inference import Engine, SamplingParams
+from llmc_core.inference.engine import own_pieces
 from llmc_core.inference.sampling import Sampler
 
 
@@ -25,7 +25,7 @@ def generate(model, prompt_tokens, max_new_tokens, temperature=1.0, top_k=50, se
     prompt = list(prompt_tokens)
     top_k = min(top_k, model.config.vocab_size) if isinstance(top_k, int) else top_k
     sampling = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
-    if not isinstance(model, GPT2):  # the engine holds GPT-2's layers only
+    if own_pieces(model):  # a learner's own functions (lesson 09): run them, not the engine's copies of ours
         return generate_recomputing(model, prompt, max_new_tokens, sampling, device)
     if not isinstance(max_new_tokens, int):  # the engine names the problem
         return Engine.from_model(model, device=device).generate([prompt], max_new_tokens, sampling)[0]
@@ -41,7 +41,10 @@ def generate(model, prompt_tokens, max_new_tokens, temperature=1.0, top_k=50, se
 
 @torch.no_grad()
 def generate_recomputing(model, prompt, max_new_tokens, sampling, device="cpu"):
-    """`generate` for a model the engine does not hold (the modern recipe): the whole context again per token."""
+    """`generate` by the model's own forward pass over the whole context for every token: no cache.
+
+    For a model the engine does not reproduce: a modern.GPT computing with a learner's own pieces.
+    """
     V = model.config.vocab_size
     sampler = Sampler(sampling, 1, V, device)
     tokens = torch.tensor([list(prompt)], dtype=torch.long, device=device)
