@@ -23,7 +23,8 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="gpt2",
                         help="GPT-2 shape of the random model (llmc_core.gpt2 presets; default: %(default)s)")
-    parser.add_argument("--run", default=None, help="a trained model instead: an `llmc train` run folder (GPT-2 recipe), "
+    parser.add_argument("--run", default=None,
+                        help="a trained model instead: an `llmc train` run folder (GPT-2 recipe), "
                                                     "its checkpoint.pt, a model.safetensors or an llm.c .bin")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], help="batch sizes B")
     parser.add_argument("--prompt-len", type=int, default=16, help="prompt tokens per row")

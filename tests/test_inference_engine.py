@@ -162,7 +162,8 @@ def test_engine_sizes_are_checked(model):
 
 
 @pytest.mark.parametrize("damage,message", [
-    (lambda s: s["h.1.mlp.c_fc.weight"].view(-1).__setitem__(7, float("nan")), "h.1.mlp.c_fc.weight holds 1 NaN or Inf"),
+    (lambda s: s["h.1.mlp.c_fc.weight"].view(-1).__setitem__(7, float("nan")),
+     "h.1.mlp.c_fc.weight holds 1 NaN or Inf"),
     (lambda s: s["wpe.weight"].view(-1).__setitem__(0, float("inf")), "wpe.weight holds 1 NaN or Inf"),
     (lambda s: s.__setitem__("ln_f.bias", torch.zeros(3)), "ln_f.bias has shape"),
     (lambda s: s.__setitem__("ln_f.bias", torch.zeros(32, dtype=torch.int32)), "must be floating point"),
@@ -181,9 +182,9 @@ def greedy(engine, n=10):
 
 
 def test_loads_a_training_checkpoint(model, tmp_path):
+    shape = {f: getattr(CONFIG, f) for f in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd")}
     save_checkpoint(tmp_path / "checkpoint.pt", {"model": model.state_dict(), "step": 3, "config": {},
-                                                 "model_config": {f: getattr(CONFIG, f) for f in
-                                                                  ("block_size", "vocab_size", "n_layer", "n_head", "n_embd")}})
+                                                 "model_config": shape})
     engine, tokenizer = load_engine(tmp_path)  # the run folder
     assert tokenizer is None  # no tokenizer recorded: the caller uses GPT-2's
     assert greedy(engine) == greedy(Engine.from_model(model))

@@ -12,7 +12,6 @@ import time
 
 import pytest
 import safetensors.torch
-import torch
 
 from llmc_core.gpt2 import GPT2, GPT2Config
 from llmc_core.inference import read_model

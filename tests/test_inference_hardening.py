@@ -218,7 +218,8 @@ def test_planted_recursion_is_caught(engine_copy, name):
         lines = text.splitlines(keepends=True)
         lines.insert(check_weights.body[1].lineno - 1, "    loop_back(state)\n")  # after its docstring
         (engine_copy / "load.py").write_text("".join(lines).replace(
-            "from llmc_core.inference.checks import require", "from llmc_core.inference.checks import loop_back, require"))
+            "from llmc_core.inference.checks import require",
+            "from llmc_core.inference.checks import loop_back, require"))
     assert cycles(call_graph(engine_copy)) != []
 
 
@@ -272,9 +273,10 @@ def allocations_after_the_first_token(engine, n, sampling):
 # 1,000 greedy tokens take attention to 1,003 positions; the sampler's ops and the modern recipe's
 # (norms, rotations read from a table row, ReLU², the cap) have the same shapes at every step, so
 # 200 tokens cover them at a fifth of the profiler's cost (the resident-memory test runs 1,000)
-@pytest.mark.parametrize("recipe,sampling,n", [("gpt2", SamplingParams(temperature=0), 1000),
-                                               ("gpt2", SamplingParams(temperature=0.9, top_k=40, top_p=0.9, seed=1), 200),
-                                               ("modern", SamplingParams(temperature=0), 200)],
+@pytest.mark.parametrize("recipe,sampling,n", [
+    ("gpt2", SamplingParams(temperature=0), 1000),
+    ("gpt2", SamplingParams(temperature=0.9, top_k=40, top_p=0.9, seed=1), 200),
+    ("modern", SamplingParams(temperature=0), 200)],
                          ids=["greedy", "sampled", "modern-greedy"])
 def test_no_tensor_allocated_after_the_first_token(long_models, recipe, sampling, n):
     engine = Engine.from_model(long_models[recipe], batch_size=2)
@@ -312,7 +314,7 @@ def test_resident_memory_is_flat_over_1000_tokens(long_models, recipe):
 # ---------------------------------------------------------------------------------------------
 # Checks at the boundaries survive python -O
 
-def test_checks_still_raise_under_python_O():
+def test_checks_still_raise_under_python_O():  # noqa: N802 (the name spells Python's -O flag)
     code = textwrap.dedent("""
         import torch
         from llmc_core.gpt2 import GPT2, GPT2Config

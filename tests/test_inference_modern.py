@@ -127,7 +127,8 @@ class FutureRecipe(Recipe):
 @pytest.mark.parametrize("recipe,config,message", [
     (FutureRecipe(value_embeds=True), CONFIG, "cannot run a model with value_embeds=True"),
     (Recipe(softcap=float("inf")), CONFIG, "softcap=inf"),
-    (Recipe(rope=True), GPT2Config(block_size=8, vocab_size=10, n_layer=1, n_head=4, n_embd=12), "odd head size \\(3\\)"),
+    (Recipe(rope=True), GPT2Config(block_size=8, vocab_size=10, n_layer=1, n_head=4, n_embd=12),
+     "odd head size \\(3\\)"),
     ("modern", CONFIG, "recipe must be a llmc_core.modern.Recipe"),
 ], ids=["unknown option", "infinite cap", "odd head size", "not a recipe"])
 def test_options_the_engine_cannot_run_are_refused(recipe, config, message):

@@ -42,15 +42,21 @@ def register(subparsers):
     p.add_argument("model", help="a run folder, its checkpoint.pt, a model.safetensors or an llm.c .bin")
     p.add_argument("--prompt", default="", help="text to continue (default: start a new document)")
     p.add_argument("--tokens", type=int, default=100, help="new tokens at most (default: %(default)s)")
-    p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature, 0 = greedy (default: %(default)s)")
-    p.add_argument("--top-k", type=int, default=50, help="sample among the k most likely tokens, 0 = all (default: %(default)s)")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus: the most likely tokens holding this much probability (default: %(default)s)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="softmax temperature, 0 = greedy (default: %(default)s)")
+    p.add_argument("--top-k", type=int, default=50,
+                   help="sample among the k most likely tokens, 0 = all (default: %(default)s)")
+    p.add_argument("--top-p", type=float, default=1.0,
+                   help="nucleus: the most likely tokens holding this much probability (default: %(default)s)")
     p.add_argument("--greedy", action="store_true", help="always the most likely token (same as --temperature 0)")
-    p.add_argument("--stop", type=int, action="append", default=[], metavar="ID", help="stop at this token id (repeatable)")
+    p.add_argument("--stop", type=int, action="append", default=[], metavar="ID",
+                   help="stop at this token id (repeatable)")
     p.add_argument("--stop-at-eot", action="store_true", help="stop at the end-of-document token")
-    p.add_argument("--num-samples", type=int, default=1, help="how many samples, seeds SEED, SEED+1, ... (default: %(default)s)")
+    p.add_argument("--num-samples", type=int, default=1,
+                   help="how many samples, seeds SEED, SEED+1, ... (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="device (default: %(default)s)")
-    p.add_argument("--n-head", type=int, default=None, help="heads of a .safetensors model without config.json (default: C / 64)")
+    p.add_argument("--n-head", type=int, default=None,
+                   help="heads of a .safetensors model without config.json (default: C / 64)")
     p.set_defaults(run=cmd_generate)
 

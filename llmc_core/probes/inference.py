@@ -45,7 +45,10 @@ def empty_cache(T_max):
 
 
 def cached_logits(nb, params, ids, prefill):
-    """Logits (len(ids) - prefill + 1, V) of positions prefill-1..: a prefill of ids[:prefill], then one learner step per token."""
+    """Logits (len(ids) - prefill + 1, V) of positions prefill-1..
+
+    A prefill of ids[:prefill], then one learner step per token.
+    """
     cache = empty_cache(len(ids))
     rows = [nb.forward_cached(params, ids[:prefill], 0, cache, CONFIG)[-1]]
     rows += [nb.forward_cached(params, ids[t : t + 1], t, cache, CONFIG)[0] for t in range(prefill, len(ids))]
@@ -132,7 +135,8 @@ def forward_matches_reference_model(nb):
             "likely tokens already hold >= top_p of the probability; renormalize.")
 def sampling_cut_distribution(nb):
     logits = normal(45, (12,), scale=2.0)
-    return [nb.next_token_probs(logits, 0.8, 6, 0.7), nb.next_token_probs(logits), nb.next_token_probs(logits, 1.5, 0, 0.5)]
+    return [nb.next_token_probs(logits, 0.8, 6, 0.7), nb.next_token_probs(logits),
+            nb.next_token_probs(logits, 1.5, 0, 0.5)]
 
 
 @probe("inference/sampling", **FLOAT64,
@@ -174,7 +178,8 @@ def generate_stops(nb):
     params = params32(3)
     free = nb.generate_cached(params, [1, 2, 3], 10, CONFIG, np.random.default_rng(48), 1.0, 8, 0.9)
     stop = free[6]  # the fourth new token
-    return nb.generate_cached(params, [1, 2, 3], 10, CONFIG, np.random.default_rng(48), 1.0, 8, 0.9, stop_tokens=(stop,))
+    return nb.generate_cached(params, [1, 2, 3], 10, CONFIG, np.random.default_rng(48), 1.0, 8, 0.9,
+                              stop_tokens=(stop,))
 
 
 @probe("inference/generate",
