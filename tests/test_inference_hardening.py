@@ -276,8 +276,7 @@ def allocations_after_the_first_token(engine, n, sampling):
 @pytest.mark.parametrize("recipe,sampling,n", [
     ("gpt2", SamplingParams(temperature=0), 1000),
     ("gpt2", SamplingParams(temperature=0.9, top_k=40, top_p=0.9, seed=1), 200),
-    ("modern", SamplingParams(temperature=0), 200)],
-                         ids=["greedy", "sampled", "modern-greedy"])
+    ("modern", SamplingParams(temperature=0), 200)], ids=["greedy", "sampled", "modern-greedy"])
 def test_no_tensor_allocated_after_the_first_token(long_models, recipe, sampling, n):
     engine = Engine.from_model(long_models[recipe], batch_size=2)
     taken, allocations = allocations_after_the_first_token(engine, n, sampling)
