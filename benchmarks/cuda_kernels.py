@@ -42,8 +42,9 @@ def main(argv=None):
     parser.add_argument("--small", action="store_true", help="B=2, T=256 instead of B=8, T=1024")
     parser.add_argument("--reps", type=int, default=10, help="timed runs per kernel (median reported)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed or a kernel is wrong")
-    parser.add_argument("--smoke", action="store_true", help="without a GPU: toy sizes on the CPU emulator, to test this script "
-                        "(timings and targets meaningless)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="without a GPU: toy sizes on the CPU emulator, to test this script "
+                             "(timings and targets meaningless)")
     args = parser.parse_args(argv)
 
     reason = gpu_or_reason()
@@ -59,7 +60,8 @@ def main(argv=None):
 
 
 def run(args, device):
-    """Check and time every kernel of lessons 06 and 07 against PyTorch; returns the failures (missed targets, wrong outputs)."""
+    """Check and time every kernel of lessons 06 and 07 against PyTorch;
+    returns the failures (missed targets, wrong outputs)."""
     import torch
 
     bench = Bench(args, device)
@@ -73,7 +75,8 @@ def run(args, device):
     print(f"{'kernel':34} {'ours ms':>9} {'torch ms':>9} {'torch/ours':>10} {'achieved':>16} {'of peak':>8}  target")
     for family in (gelu, layernorm, softmax, matmul, attention, classifier, adamw, encoder):
         family(bench, z, randn, gen)
-    print("(encoder_backward_deterministic includes its host-side sort of the tokens; adamw's torch peer is fused AdamW)")
+    print("(encoder_backward_deterministic includes its host-side sort of the tokens; "
+          "adamw's torch peer is fused AdamW)")
     if bench.failures:
         print("targets missed or kernels wrong:\n  " + "\n  ".join(bench.failures))
     elif device == "cuda":
@@ -84,7 +87,8 @@ def run(args, device):
 
 
 def sizes(args, device):
-    """GPT-2 (124M) sizes on a GPU (B for vocabulary-sized and attention kernels, B_train for activations); toy ones for --smoke."""
+    """GPT-2 (124M) sizes on a GPU (B for vocabulary-sized and attention kernels, B_train for activations);
+    toy ones for --smoke."""
     if device == "cuda":
         B, T, C, NH, V, Vp, n_params = ((2, 256) if args.small else (8, 1024)) + (768, 12, 50257, 50304, 124_475_904)
         B_train = 16 if args.small else 64  # activation-sized kernels: llm.c's micro-batch
@@ -123,7 +127,8 @@ class Bench:
             self.peaks = {"name": "CPU emulator (smoke test)", "GB/s": float("nan"), "TFLOP/s": float("nan")}
 
     def __call__(self, name, ours, theirs, check, nbytes=None, flops=None, target=None):
-        """Time ours() and theirs(); check(ours(), theirs()) -> max error or None; target(ours_ms, torch_ms, share) -> (text, met)."""
+        """Time ours() and theirs(); check(ours(), theirs()) -> max error or None;
+        target(ours_ms, torch_ms, share) -> (text, met)."""
         error = check(ours(), theirs())
         if error is None:
             self.failures.append(f"{name}: output differs from PyTorch")
@@ -168,11 +173,14 @@ def gelu(bench, z, randn, gen):
     x = randn(z.N_train, 4 * z.C, scale=3.0)
     xd, dout4 = dev(x), randn(z.N_train, 4 * z.C)
     n4 = x.numel()
-    bench("gelu_forward", lambda: nb.gelu_forward(xd), lambda: F.gelu(x, approximate="tanh"), bench.max_error(1e-5, 1e-5), nbytes=2 * 4 * n4)
-    bench("gelu_forward_float4", lambda: nb.gelu_forward_float4(xd), lambda: F.gelu(x, approximate="tanh"), bench.max_error(1e-5, 1e-5), nbytes=2 * 4 * n4)
+    bench("gelu_forward", lambda: nb.gelu_forward(xd), lambda: F.gelu(x, approximate="tanh"),
+          bench.max_error(1e-5, 1e-5), nbytes=2 * 4 * n4)
+    bench("gelu_forward_float4", lambda: nb.gelu_forward_float4(xd), lambda: F.gelu(x, approximate="tanh"),
+          bench.max_error(1e-5, 1e-5), nbytes=2 * 4 * n4)
     dout4d = dev(dout4)
     bench("gelu_backward", lambda: nb.gelu_backward(xd, dout4d),
-          lambda: torch.ops.aten.gelu_backward(dout4, x, approximate="tanh"), bench.max_error(1e-5, 1e-5), nbytes=3 * 4 * n4)
+          lambda: torch.ops.aten.gelu_backward(dout4, x, approximate="tanh"),
+          bench.max_error(1e-5, 1e-5), nbytes=3 * 4 * n4)
 
 
 def layernorm(bench, z, randn, gen):
@@ -187,19 +195,21 @@ def layernorm(bench, z, randn, gen):
     ln_target = lambda ours, theirs, share: ("layernorm forward >= 80% of peak bandwidth", share >= 0.8)  # noqa: E731
     xld, wd, bd = dev(xl), dev(w), dev(b)  # converted once, outside the timed launches
     for fn in (nb.layernorm_forward, nb.layernorm_forward_warp):
-        bench(fn.__name__, lambda fn=fn: fn(xld, wd, bd)[0], ln_torch, bench.max_error(1e-4, 1e-4), nbytes=2 * 4 * N_train * C,
-              target=ln_target if fn is nb.layernorm_forward_warp else None)
+        bench(fn.__name__, lambda fn=fn: fn(xld, wd, bd)[0], ln_torch, bench.max_error(1e-4, 1e-4),
+              nbytes=2 * 4 * N_train * C, target=ln_target if fn is nb.layernorm_forward_warp else None)
     _, mean, rstd = nb.layernorm_forward_warp(xld, wd, bd)
     dout = randn(N_train, C)
     doutd = dev(dout)
-    dinp, dweight, dbias = cp.zeros((N_train, C), dtype=cp.float32), cp.zeros(C, dtype=cp.float32), cp.zeros(C, dtype=cp.float32)
+    dinp = cp.zeros((N_train, C), dtype=cp.float32)
+    dweight, dbias = cp.zeros(C, dtype=cp.float32), cp.zeros(C, dtype=cp.float32)
 
     def ln_backward_ours():
         dinp.fill(0), dweight.fill(0), dbias.fill(0)  # the kernel adds into them
         return nb.layernorm_backward(dinp, dweight, dbias, doutd, xld, wd, mean, rstd)[0]
     bench("layernorm_backward (+3 memsets)", ln_backward_ours,
-          lambda: torch.ops.aten.native_layer_norm_backward(dout, xl, (C,), back(mean).view(N_train, 1), back(rstd).view(N_train, 1), w, b,
-                                                  [True, True, True])[0],
+          lambda: torch.ops.aten.native_layer_norm_backward(dout, xl, (C,), back(mean).view(N_train, 1),
+                                                           back(rstd).view(N_train, 1), w, b,
+                                                           [True, True, True])[0],
           bench.max_error(1e-3, 1e-3), nbytes=4 * 4 * N_train * C)
 
 
@@ -209,8 +219,10 @@ def softmax(bench, z, randn, gen):
     nb, N, V = bench.nb, z.N, z.V
     s = randn(N, V, scale=4.0)
     sd = bench.dev(s)
-    bench("softmax_forward (3 passes)", lambda: nb.softmax_forward(sd), lambda: torch.softmax(s, dim=-1), bench.max_error(1e-5, 1e-7), nbytes=2 * 4 * N * V)
-    bench("softmax_online", lambda: nb.softmax_online(sd), lambda: torch.softmax(s, dim=-1), bench.max_error(1e-5, 1e-7), nbytes=2 * 4 * N * V, target=faster)
+    bench("softmax_forward (3 passes)", lambda: nb.softmax_forward(sd), lambda: torch.softmax(s, dim=-1),
+          bench.max_error(1e-5, 1e-7), nbytes=2 * 4 * N * V)
+    bench("softmax_online", lambda: nb.softmax_online(sd), lambda: torch.softmax(s, dim=-1),
+          bench.max_error(1e-5, 1e-7), nbytes=2 * 4 * N * V, target=faster)
 
 
 def matmul(bench, z, randn, gen):
@@ -224,7 +236,8 @@ def matmul(bench, z, randn, gen):
         target = None
         if fn is nb.matmul_blocked:
             target = lambda ours, theirs, share: ("matmul >= 60% of cuBLAS SGEMM", theirs / ours >= 0.6)  # noqa: E731
-        bench(fn.__name__, lambda fn=fn: fn(ad, wmd, bmd), lambda: torch.addmm(bm, a, wm), bench.max_error(1e-4, 1e-3), flops=flops, target=target)
+        bench(fn.__name__, lambda fn=fn: fn(ad, wmd, bmd), lambda: torch.addmm(bm, a, wm),
+              bench.max_error(1e-4, 1e-3), flops=flops, target=target)
 
 
 def attention(bench, z, randn, gen):
@@ -238,8 +251,10 @@ def attention(bench, z, randn, gen):
         q, k, v = (t.view(B, T, NH, C // NH).transpose(1, 2) for t in qkv.split(C, dim=2))
         return F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, C)
     attention_flops = 2 * 2 * B * NH * T * T * (C // NH) / 2  # two matmuls, half of them masked
-    bench("attention_forward (composed)", lambda: nb.attention_forward(qkvd, NH)[0], sdpa, bench.max_error(1e-4, 1e-4), flops=attention_flops)
-    bench("attention_fused", lambda: nb.attention_fused(qkvd, NH), sdpa, bench.max_error(1e-4, 1e-4), flops=attention_flops)
+    bench("attention_forward (composed)", lambda: nb.attention_forward(qkvd, NH)[0], sdpa,
+          bench.max_error(1e-4, 1e-4), flops=attention_flops)
+    bench("attention_fused", lambda: nb.attention_fused(qkvd, NH), sdpa,
+          bench.max_error(1e-4, 1e-4), flops=attention_flops)
 
 
 def classifier(bench, z, randn, gen):
@@ -255,8 +270,8 @@ def classifier(bench, z, randn, gen):
         lg = logits[:, :V].detach().requires_grad_(True)
         loss = F.cross_entropy(lg, targets)
         return torch.autograd.grad(loss, lg)[0]
-    bench("classifier_fused (loss + dlogits)", lambda: nb.classifier_fused(logitsd, targetsd, V=V)[1][:, :V], torch_classifier,
-          bench.max_error(1e-4, 1e-9), nbytes=3 * 4 * N * Vp, target=faster)
+    bench("classifier_fused (loss + dlogits)", lambda: nb.classifier_fused(logitsd, targetsd, V=V)[1][:, :V],
+          torch_classifier, bench.max_error(1e-4, 1e-9), nbytes=3 * 4 * N * Vp, target=faster)
 
 
 def adamw(bench, z, randn, gen):
@@ -279,7 +294,8 @@ def adamw(bench, z, randn, gen):
 
     def adamw_check(ours, theirs):
         return 0.0  # the kernel's values are checked against torch.optim.AdamW in tests/test_cuda_lesson_kernels.py
-    bench(f"adamw ({n_params / 1e6:.0f}M params)", adamw_ours, lambda: optimizer.step(), adamw_check, nbytes=7 * 4 * n_params)
+    bench(f"adamw ({n_params / 1e6:.0f}M params)", adamw_ours, lambda: optimizer.step(), adamw_check,
+          nbytes=7 * 4 * n_params)
 
 
 def encoder(bench, z, randn, gen):
@@ -308,7 +324,8 @@ def encoder(bench, z, randn, gen):
             dwte.fill(0), dwpe.fill(0)
             return fn(dwte, dwpe, ded, idxd)[0]
         return run
-    bench("encoder_backward (atomics)", zeroed(nb.encoder_backward), encoder_backward_torch, bench.max_error(1e-5, 1e-5), nbytes=3 * 4 * N_train * C)
+    bench("encoder_backward (atomics)", zeroed(nb.encoder_backward), encoder_backward_torch,
+          bench.max_error(1e-5, 1e-5), nbytes=3 * 4 * N_train * C)
     bench("encoder_backward_deterministic", zeroed(nb.encoder_backward_deterministic), encoder_backward_torch,
           bench.max_error(1e-5, 1e-5), nbytes=3 * 4 * N_train * C)
 

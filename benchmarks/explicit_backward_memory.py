@@ -27,7 +27,8 @@ PEER = "autograd (manual attention)"
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--preset", default="shakespeare-gpt2vocab", help="GPT2Config preset name (default: %(default)s)")
+    parser.add_argument("--preset", default="shakespeare-gpt2vocab",
+                        help="GPT2Config preset name (default: %(default)s)")
     parser.add_argument("--batch", type=int, default=4, help="sequences per step, B (default: 4)")
     parser.add_argument("--seq-len", type=int, default=128, help="tokens per sequence, T <= block_size (default: 128)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per model, after one warm-up (default: 5)")

@@ -73,7 +73,8 @@ def project_settings(root=REPO_DIR):
     version = re.search(r'^version\s*=\s*"([^"]+)"', text, re.M)
     repository = re.search(r'^Repository\s*=\s*"(https://github.com/[^"/]+/[^"/]+?)/?"', text, re.M)
     if not (version and repository):
-        raise ValueError(f"{path} needs `version = \"...\"` under [project] and `Repository = \"https://github.com/OWNER/NAME\"` "
+        raise ValueError(f"{path} needs `version = \"...\"` under [project] and "
+                         "`Repository = \"https://github.com/OWNER/NAME\"` "
                          "under [project.urls]: the lessons' Colab links and install come from them")
     return Project(version.group(1), repository.group(1))
 
@@ -83,8 +84,9 @@ def course_sources(root):
     solutions = sorted((Path(root) / "solutions").glob("*.ipynb"))
     if not solutions:
         raise FileNotFoundError(
-            f"no course sources here: {Path(root) / 'solutions'} holds no solution notebooks (this llmc is installed "
-            "without them). Run the command in a clone of the course repository, installed there with `pip install -e .`")
+            f"no course sources here: {Path(root) / 'solutions'} holds no solution notebooks "
+            "(this llmc is installed without them). "
+            "Run the command in a clone of the course repository, installed there with `pip install -e .`")
     return solutions
 
 
@@ -93,7 +95,7 @@ def strip_solutions(source, where="a cell"):
 
     >>> strip_solutions("def f():\\n    ### BEGIN SOLUTION\\n    return 1\\n    ### END SOLUTION\\n")
     'def f():\\n    # YOUR CODE HERE\\n    raise NotImplementedError("not implemented yet: replace this line with your code")\\n'
-    """
+    """  # noqa: E501 (a doctest's expected output is one line)
     out, inside = [], False
     for number, line in enumerate(source.splitlines(keepends=True), start=1):
         marker = line.strip()
@@ -141,7 +143,8 @@ def colab_cells(name, project):
 
 def nbgrader_metadata(cell):
     """nbgrader's marks for a cell holding an exercise, so that nbgrader users can import the course."""
-    return {"grade": False, "grade_id": cell["id"], "locked": False, "schema_version": 3, "solution": True, "task": False}
+    return {"grade": False, "grade_id": cell["id"], "locked": False, "schema_version": 3,
+            "solution": True, "task": False}
 
 
 def lesson_from_solution(solution, name, project=None):

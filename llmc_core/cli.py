@@ -29,7 +29,8 @@ LAZY_COMMANDS = {
         "plot": "plot runs' validation bits per byte, overlaid, with baselines",
     },
     "llmc_core.inference.cli": {"generate": "generate text with the KV-cache inference engine, streamed"},
-    "llmc_core.speedrun": {"speedrun": "train for a fixed compute budget, calibrated to this machine, and write a result card"},
+    "llmc_core.speedrun": {
+        "speedrun": "train for a fixed compute budget, calibrated to this machine, and write a result card"},
 }
 
 
@@ -68,7 +69,8 @@ def cmd_progress(args):
         return 1
     print(f"{'lesson':<30} {'exercises':>10} {'points':>10}  note")
     for lesson, done, total, points, possible, note in rows:
-        print(f"{lesson.notebook:<30} {f'{done}/{total}':>10} {f'{format_points(points)}/{format_points(possible)}':>10}  {note}")
+        print(f"{lesson.notebook:<30} {f'{done}/{total}':>10} "
+              f"{f'{format_points(points)}/{format_points(possible)}':>10}  {note}")
     return 0
 
 
@@ -92,13 +94,16 @@ class VersionAction(argparse.Action):
 
 def make_parser(command=None):
     """The `llmc` parser. Modules in LAZY_COMMANDS are imported only when `command` is one of theirs."""
-    parser = argparse.ArgumentParser(prog="llmc", description="The llmc course: build, check and grade lessons; train GPT-2.")
+    parser = argparse.ArgumentParser(prog="llmc",
+                                     description="The llmc course: build, check and grade lessons; train GPT-2.")
     parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("build", help="write lessons/ and probe snapshots from solutions/")
     p.add_argument("notebooks", nargs="*", help="lesson names to build, e.g. 01_micrograd (default: all)")
-    p.add_argument("--check", action="store_true", help="change nothing; fail, naming each stale file, if anything is out of date")
-    p.add_argument("--root", default=REPO_DIR, type=Path, help="the course checkout holding solutions/ and lessons/ (default: %(default)s)")
+    p.add_argument("--check", action="store_true",
+                   help="change nothing; fail, naming each stale file, if anything is out of date")
+    p.add_argument("--root", default=REPO_DIR, type=Path,
+                   help="the course checkout holding solutions/ and lessons/ (default: %(default)s)")
     p.set_defaults(run=cmd_build)
     p = sub.add_parser("check", help="check every exercise of one lesson notebook")
     p.add_argument("notebook", help="path to a lesson notebook, e.g. lessons/01_micrograd.ipynb")
@@ -162,7 +167,8 @@ def run_command(parser, argv=None):
         if os.environ.get("LLMC_TRACEBACK"):
             raise
         print(f"{name}: {type(e).__name__}: {e}", file=sys.stderr)
-        print("  (LLMC_TRACEBACK=1 shows where it happened; if it looks like a bug in llmc, please report it with that)",
+        print("  (LLMC_TRACEBACK=1 shows where it happened; "
+              "if it looks like a bug in llmc, please report it with that)",
               file=sys.stderr)
         return 1
 

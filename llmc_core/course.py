@@ -39,7 +39,8 @@ LESSONS = (
     Lesson("03_gpt2_numpy_backward", "gpt2_backward", "GPT-2 in numpy: backward pass and training"),
     Lesson("04_bpe_tokenizer", "bpe", "A byte-level BPE tokenizer, exact to GPT-2 and GPT-4", reference=True),
     Lesson("05_torch_explicit_backward", "torch_backward", "PyTorch layers with explicit backward passes"),
-    Lesson("06_cuda_kernels", "cuda", "CUDA kernels: the programming model, elementwise kernels, reductions", reference=True),
+    Lesson("06_cuda_kernels", "cuda", "CUDA kernels: the programming model, elementwise kernels, reductions",
+           reference=True),
     Lesson("07_cuda_kernels_fast", "cuda_fast", "Fast CUDA kernels: matmul, attention, GPT-2 on your kernels"),
     Lesson("08_fast_trainer", "trainer", "A fast, scalable GPT-2 trainer"),
     Lesson("09_beyond_gpt2", "modern", "Beyond GPT-2: the modern recipe"),
@@ -94,7 +95,8 @@ def lesson_by_prefix(prefix):
 
 
 def current_exercise_id(exercise_id):
-    """The id an exercise has now: `exercise_id` itself, or where it moved ("cuda/matmul_naive" -> "cuda_fast/matmul_naive")."""
+    """The id an exercise has now: `exercise_id` itself, or where it moved
+    ("cuda/matmul_naive" -> "cuda_fast/matmul_naive")."""
     return MOVED_EXERCISES.get(exercise_id, exercise_id)
 
 

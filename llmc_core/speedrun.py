@@ -53,8 +53,9 @@ CALIBRATION_STEPS, CALIBRATION_WARMUP = 8, 2
 RULES = dict(data="tinyshakespeare", train_data="", val_data="", val_batches=0, val_every=10**9, init_from="scratch",
              hellaswag_every=0, max_steps=10**9)
 SET_BY_SPEEDRUN = ("time_budget", "budget_clock")
-# No checkpoints mid-run, no samples (time the budget would pay for), and one thread: with more, a thread that waits for another
-# spins and its waiting counts as CPU time, which on a busy machine inflates the budget 10-fold (RESULTS.md).
+# No checkpoints mid-run, no samples (time the budget would pay for), and one thread: with more, a thread that
+# waits for another spins and its waiting counts as CPU time, which on a busy machine inflates the budget 10-fold
+# (RESULTS.md).
 DEFAULTS = dict(checkpoint_every=0, sample_every=0, threads=1)
 
 
@@ -64,7 +65,8 @@ DEFAULTS = dict(checkpoint_every=0, sample_every=0, threads=1)
 
 @dataclass(frozen=True)
 class Calibration:
-    """The machine's exchange rate: seconds of `clock` per reference step (the fastest timed), with `threads` threads."""
+    """The machine's exchange rate: seconds of `clock` per reference step (the fastest timed),
+    with `threads` threads."""
     seconds_per_step: float
     clock: str  # "cpu" (this process's CPU time) or "wall"
     threads: int

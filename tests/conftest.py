@@ -68,7 +68,8 @@ def lesson_notebook_getter(folder, loaded_notebooks):
             pytest.skip(f"{path} does not exist")
         notebook = loaded_notebooks(path)
         if notebook.cell_errors:
-            pytest.fail(f"{path}: cells failed to run: " + "; ".join(str(e).splitlines()[0] for e in notebook.cell_errors))
+            pytest.fail(f"{path}: cells failed to run: "
+                        + "; ".join(str(e).splitlines()[0] for e in notebook.cell_errors))
         return notebook
     return get
 

@@ -16,7 +16,8 @@ SOLUTIONS = sorted(SOLUTIONS_DIR.glob("*.ipynb"))
 def test_strip_keeps_indentation_and_code_outside_regions():
     source = f"def f(x):\n    y = 2\n    {BEGIN}\n    return x * y\n    {END}\n\nprint(f)\n"
     assert strip_solutions(source) == ('def f(x):\n    y = 2\n    # YOUR CODE HERE\n'
-                                       '    raise NotImplementedError("not implemented yet: replace this line with your code")\n'
+                                       '    raise NotImplementedError("not implemented yet: '
+                                       'replace this line with your code")\n'
                                        '\nprint(f)\n')
 
 
@@ -76,7 +77,8 @@ def test_lesson_keeps_ids_tags_and_prose_and_has_no_outputs(path):
     assert [c["id"] for c in lesson["cells"][:len(COLAB_IDS)]] == list(COLAB_IDS)
     lesson["cells"] = lesson["cells"][len(COLAB_IDS):]
     assert [c["id"] for c in lesson["cells"]] == [c["id"] for c in solution["cells"]]
-    assert [c["metadata"].get("tags") for c in lesson["cells"]] == [c["metadata"].get("tags") for c in solution["cells"]]
+    assert ([c["metadata"].get("tags") for c in lesson["cells"]]
+            == [c["metadata"].get("tags") for c in solution["cells"]])
     prose = lambda nb: [cell_source(c) for c in nb["cells"] if c["cell_type"] == "markdown"]
     assert prose(lesson) == prose(solution)
     code_cells = [c for c in lesson["cells"] + solution["cells"] if c["cell_type"] == "code"]
@@ -113,7 +115,8 @@ def test_check_names_a_hand_edited_lesson(course_copy, capsys):
 
 
 def test_check_names_stale_snapshots_when_the_solution_changes(course_copy, capsys):
-    rewrite_solution(course_copy, "return sum(x * y for x, y in zip(a, b))", "return sum(x * y for x, y in zip(a, b)) + 1")
+    rewrite_solution(course_copy, "return sum(x * y for x, y in zip(a, b))",
+                     "return sum(x * y for x, y in zip(a, b)) + 1")
     assert main(["build", "--check", "--root", str(course_copy)]) == 1
     err = capsys.readouterr().err
     assert "snapshots/00_setup.json" in err and "setup/dot/small_integers now returns something else" in err
@@ -169,7 +172,8 @@ def test_colab_setup_cell_installs_the_matching_version_only_on_colab(monkeypatc
         monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: (real_find_spec(name) if installed else None) if name == "llmc_core" else real_find_spec(name, *a))
+                        lambda name, *a: (real_find_spec(name) if installed else None) if name == "llmc_core"
+                        else real_find_spec(name, *a))
     exec(colab_setup_cell(), {})
     project = project_settings()
     if runs:
@@ -183,14 +187,16 @@ def test_lessons_open_in_colab_at_their_own_path():
     lesson = lesson_from_solution(read_notebook(SOLUTIONS[0]), SOLUTIONS[0].name)
     badge = cell_source(lesson["cells"][0])
     project = project_settings()
-    assert f"colab.research.google.com/github/{project.repository.removeprefix('https://github.com/')}/blob/v{project.version}/lessons/{SOLUTIONS[0].name})" in badge
+    assert (f"colab.research.google.com/github/{project.repository.removeprefix('https://github.com/')}"
+            f"/blob/v{project.version}/lessons/{SOLUTIONS[0].name})") in badge
 
 
 def test_exercise_cells_carry_nbgrader_metadata():
     lesson = lesson_from_solution(read_notebook(SOLUTIONS[0]), SOLUTIONS[0].name)
     marked = [c for c in lesson["cells"] if "nbgrader" in c["metadata"]]
     assert marked and all("# YOUR CODE HERE" in cell_source(c) for c in marked)
-    assert all(c["metadata"]["nbgrader"]["solution"] and c["metadata"]["nbgrader"]["grade_id"] == c["id"] for c in marked)
+    assert all(c["metadata"]["nbgrader"]["solution"] and c["metadata"]["nbgrader"]["grade_id"] == c["id"]
+               for c in marked)
 
 
 def test_an_authors_jupytext_pairing_stays_out_of_the_lesson():

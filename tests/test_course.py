@@ -50,7 +50,8 @@ def test_hidden_snapshots_built_under_an_old_id_are_read_under_the_new_one(tmp_p
     entry = load_hidden(tmp_path)[lesson.notebook]
     data = json.loads(snapshot_json(lesson, {"cuda_fast/adamw/launcher": {"value": 1.5, "rtol": 1e-5, "atol": 1e-7}}))
     (tmp_path / "snapshots").mkdir()
-    (tmp_path / "snapshots" / f"{lesson.notebook}.json").write_text(json.dumps({**data, "sources_sha256": entry.digest}))
+    (tmp_path / "snapshots" / f"{lesson.notebook}.json").write_text(
+        json.dumps({**data, "sources_sha256": entry.digest}))
     assert [p.id for p in entry.probes] == ["cuda_fast/adamw_update/launcher"]
     assert load_hidden_snapshots(tmp_path, lesson, entry)["cuda_fast/adamw_update/launcher"]["value"] == 1.5
 

@@ -1,4 +1,5 @@
-"""Speedrun cards: checked as untrusted input, ranked fairly, and collected by `llmc grade` into a cohort leaderboard."""
+"""Speedrun cards: checked as untrusted input, ranked fairly, and collected by `llmc grade`
+into a cohort leaderboard."""
 import json
 import zipfile
 

@@ -50,7 +50,8 @@ def test_two_speedruns_on_this_machine_get_budgets_within_10_percent(data_dir, t
     printed = capsys.readouterr().out
     second = json.loads((tmp_path / "b" / "speedrun.json").read_text())
     seconds = card["budget"]["seconds"], second["budget"]["seconds"]
-    assert max(seconds) / min(seconds) < 1.10, f"calibrated budgets {seconds} differ by more than 10% (load {os.getloadavg()})"
+    assert max(seconds) / min(seconds) < 1.10, (f"calibrated budgets {seconds} differ by more than 10% "
+                                                f"(load {os.getloadavg()})")
     # the card: what the grader accepts, written where the run is, and consistent with itself
     assert check_card(card) == check_card(json.loads((tmp_path / "a" / "speedrun.json").read_text()))
     assert card["budget"]["seconds"] == pytest.approx(BUDGET * card["calibration"]["seconds_per_reference_step"])

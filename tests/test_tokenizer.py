@@ -45,7 +45,8 @@ def test_trained_merges_are_lesson_04s_naive_ones(solutions):
 
 
 def test_trainer_is_loaded_from_the_lesson():
-    """One home for the code: llmc_core.bpe hands out the functions of the module generated from lesson 04's solution."""
+    """One home for the code: llmc_core.bpe hands out the functions of the module generated
+    from lesson 04's solution."""
     from llmc_core.course import lesson_by_notebook
     from llmc_core.references import bpe_tokenizer
     assert bpe_tokenizer.__file__ == str(lesson_by_notebook("04_bpe_tokenizer").reference_path)

@@ -238,7 +238,8 @@ def append_to_leaderboard(path, card):
 
 
 def submission_card(student):
-    """(card, None) for the speedrun.json in a student's submission, (None, why) for a bad one, (None, None) for none."""
+    """(card, None) for the speedrun.json in a student's submission, (None, why) for a bad one,
+    (None, None) for none."""
     from llmc_core.grading.protocol import MISSING, TOO_LARGE
     from llmc_core.grading.submissions import read_submission_file
     found = read_submission_file(student, CARD_NAME, MAX_CARD_BYTES)

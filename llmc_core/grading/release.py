@@ -18,6 +18,7 @@ SKIPPED = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", "
 INSTRUCTOR_ONLY = ("docs/instructors.md", "docs/authors.md")
 
 # The release's Makefile: `make course` and `make check`, each setting up .venv first.
+# A backslash that ends a line in it is Python's: the two lines are one in the Makefile.
 STUDENT_MAKEFILE = """\
 # `make course` opens the lessons in JupyterLab; `make check` says which exercises pass. Both set up .venv first.
 PYTHON ?= python3
@@ -31,7 +32,8 @@ TORCH_INDEX ?=
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-\t$(PYTHON) -c 'import sys; sys.exit("llmc needs Python >= 3.10, this is " + sys.version.split()[0]) if sys.version_info < (3, 10) else None'
+\t$(PYTHON) -c 'import sys; sys.exit("llmc needs Python >= 3.10, this is " + sys.version.split()[0]) \
+if sys.version_info < (3, 10) else None'
 \t$(PYTHON) -m venv $(VENV)
 \t$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet torch --index-url $(TORCH_INDEX))
 \t$(BIN)/python -m pip install --quiet -e ".[lab]"

@@ -82,9 +82,11 @@ def percent(x):
 def summary_markdown(graded, speedruns=None):
     lines = [f"# Class summary: {len(graded)} students", "", "## Exercises", "",
              "| exercise | points | passed by | mean points |", "| --- | ---: | ---: | ---: |"]
-    lines += [f"| `{e}` | {format_points(m)} | {percent(rate)} | {mean:.2f} |" for e, m, rate, mean in exercise_rows(graded)]
+    lines += [f"| `{e}` | {format_points(m)} | {percent(rate)} | {mean:.2f} |"
+              for e, m, rate, mean in exercise_rows(graded)]
     lines += ["", "## Lessons", "", "Scores as a share of the lesson's points (histograms: summary.png).", "",
-              "| lesson | points | mean | median | min | max | " + " | ".join(f"{10 * i}%+" for i in range(BINS)) + " |",
+              "| lesson | points | mean | median | min | max | "
+              + " | ".join(f"{10 * i}%+" for i in range(BINS)) + " |",
               "| --- " * 6 + "| ---: " * BINS + "|"]
     for lesson, (max_points, points) in lesson_scores(graded).items():
         counts = histogram(points, max_points)
@@ -93,7 +95,8 @@ def summary_markdown(graded, speedruns=None):
                      + " | " + " | ".join(map(str, counts)) + " |")
     lines += ["", f"## Slowest notebooks (top {SLOWEST})", "", "| seconds | student | lesson | status |",
               "| ---: | --- | --- | --- |"]
-    lines += [f"| {s:.1f} | {student} | `{lesson}` | {status} |" for s, student, lesson, status in slowest_notebooks(graded)]
+    lines += [f"| {s:.1f} | {student} | `{lesson}` | {status} |"
+              for s, student, lesson, status in slowest_notebooks(graded)]
     failures = common_failures(graded)
     lines += ["", "## Checks most students failed", ""]
     lines += ["| check | failed by | hint |", "| --- | ---: | --- |"] if failures else [

@@ -173,10 +173,13 @@ def register(subparsers):
     p = subparsers.add_parser("train", help="train a GPT-2 (default: a small one on tiny Shakespeare, on the CPU)",
                               description="Train a GPT-2 on llm.c token shards. With no arguments: the "
                                           "shakespeare-cpu preset, about 5 minutes on a 2-core CPU.")
-    p.add_argument("--preset", default="shakespeare-cpu", choices=sorted(PRESETS), help="starting config (default: %(default)s)")
-    p.add_argument("--out", default=None, help="run folder for log.jsonl, samples.txt, checkpoint.pt (default: runs/<timestamp>)")
+    p.add_argument("--preset", default="shakespeare-cpu", choices=sorted(PRESETS),
+                   help="starting config (default: %(default)s)")
+    p.add_argument("--out", default=None,
+                   help="run folder for log.jsonl, samples.txt, checkpoint.pt (default: runs/<timestamp>)")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
-                   help="continue from RUN_DIR/checkpoint.pt (or from --out) with its config; flags given now override it")
+                   help="continue from RUN_DIR/checkpoint.pt (or from --out) with its config; "
+                        "flags given now override it")
     p.add_argument("--stop-at", type=int, default=0, metavar="STEP",
                    help="save a checkpoint and stop after STEP, keeping the LR schedule of --max-steps")
     p.add_argument("--data-dir", default=None, help="where prepared datasets live (default: ~/.cache/llmc/data)")
@@ -192,11 +195,13 @@ def register(subparsers):
     data_sub = p.add_subparsers(dest="data_command", required=True)
     q = data_sub.add_parser("prepare", help="tokenize a corpus into train/val shards")
     q.add_argument("name", choices=("tinyshakespeare", "tinystories", "fineweb-edu"), help="the corpus")
-    q.add_argument("--data-dir", default=None, help="output root; shards go to DATA_DIR/NAME (default: ~/.cache/llmc/data)")
+    q.add_argument("--data-dir", default=None,
+                   help="output root; shards go to DATA_DIR/NAME (default: ~/.cache/llmc/data)")
     q.add_argument("--workers", type=int, default=None, help="tokenizer processes (default: CPU cores - 1)")
     q.add_argument("--shard-tokens", type=int, default=100_000_000, help="tokens per shard (default: %(default)s)")
     q.add_argument("--source", default=None, help="read local files from this folder instead of downloading")
-    q.add_argument("--tokenizer", default="gpt2", help="'gpt2' or a file from `llmc tokenizer train` (default: %(default)s)")
+    q.add_argument("--tokenizer", default="gpt2",
+                   help="'gpt2' or a file from `llmc tokenizer train` (default: %(default)s)")
     q.set_defaults(run=cmd_data_prepare)
 
     p = subparsers.add_parser("sample", help="sample text from a trained checkpoint")
@@ -215,13 +220,16 @@ def register(subparsers):
     p.add_argument("output", help="the .bin file to write")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                    help="float32 = llm.c version 3 (train_gpt2.c reads it), bfloat16 = version 5")
-    p.add_argument("--tokenizer-bin", default=None, metavar="FILE", help="also write the run's tokenizer for llm.c (gpt2_tokenizer.bin format)")
-    p.add_argument("--debug-state", default=None, metavar="FILE", help="also write llm.c's debug state (one step's logits, loss, gradients) for test_gpt2.c")
+    p.add_argument("--tokenizer-bin", default=None, metavar="FILE",
+                   help="also write the run's tokenizer for llm.c (gpt2_tokenizer.bin format)")
+    p.add_argument("--debug-state", default=None, metavar="FILE",
+                   help="also write llm.c's debug state (one step's logits, loss, gradients) for test_gpt2.c")
     p.set_defaults(run=cmd_export)
 
     p = subparsers.add_parser("plot", help="plot runs' validation bits per byte, overlaid, with baselines")
     p.add_argument("run_dirs", metavar="RUN", nargs="+", help="run folders written by `llmc train`")
-    p.add_argument("--output", default=None, help="image path (default: RUN/loss.png for one run, runs.png for several)")
+    p.add_argument("--output", default=None,
+                   help="image path (default: RUN/loss.png for one run, runs.png for several)")
     p.set_defaults(run=cmd_plot)
 
 
