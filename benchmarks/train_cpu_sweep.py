@@ -25,25 +25,25 @@ sys.path.insert(0, str(ROOT))
 
 from llmc_core.tokenizer import save_tokenizer, train_tokenizer  # noqa: E402
 
-# name: flags; every shape trains 2,048 tokens per step unless it says otherwise, with the recipe it names
+# name: flags; every shape trains 2,048 tokens per step unless it says otherwise, with the recipe and dropout it names
 SHAPES = {
-    "A": "--recipe gpt2 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 "
+    "A": "--recipe gpt2 --dropout 0 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 "
          "--batch-size 16 --total-batch-tokens 2048 --lr 2e-3",
-    "B": "--recipe gpt2 --n-layer 4 --n-head 4 --n-embd 192 --seq-len 128 "
+    "B": "--recipe gpt2 --dropout 0 --n-layer 4 --n-head 4 --n-embd 192 --seq-len 128 "
          "--batch-size 16 --total-batch-tokens 2048 --lr 2e-3",
-    "C": "--recipe gpt2 --n-layer 6 --n-head 4 --n-embd 128 --seq-len 128 "
+    "C": "--recipe gpt2 --dropout 0 --n-layer 6 --n-head 4 --n-embd 128 --seq-len 128 "
          "--batch-size 16 --total-batch-tokens 2048 --lr 2e-3",
-    "D": "--recipe gpt2 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 256 "
+    "D": "--recipe gpt2 --dropout 0 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 256 "
          "--batch-size 8 --total-batch-tokens 2048 --lr 2e-3",
-    "E": "--recipe gpt2 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 "
+    "E": "--recipe gpt2 --dropout 0 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 "
          "--batch-size 32 --total-batch-tokens 4096 --lr 3e-3",
-    "F": "--recipe gpt2 --n-layer 3 --n-head 4 --n-embd 96 --seq-len 128 "
+    "F": "--recipe gpt2 --dropout 0 --n-layer 3 --n-head 4 --n-embd 96 --seq-len 128 "
          "--batch-size 16 --total-batch-tokens 2048 --lr 3e-3",
-    "G": "--recipe gpt2 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 "
+    "G": "--recipe gpt2 --dropout 0 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 "
          "--batch-size 16 --total-batch-tokens 2048 --lr 4e-3",
-    "H": "--recipe gpt2 --n-layer 6 --n-head 6 --n-embd 192 --seq-len 128 "
+    "H": "--recipe gpt2 --dropout 0 --n-layer 6 --n-head 6 --n-embd 192 --seq-len 128 "
          "--batch-size 16 --total-batch-tokens 2048 --lr 2e-3",
-    "J": "--recipe gpt2 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 "
+    "J": "--recipe gpt2 --dropout 0 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 "
          "--batch-size 16 --total-batch-tokens 2048 --lr 3e-3",
     # A and H with dropout against memorising the 300k training tokens over several epochs
     "AD": "--recipe gpt2 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 "
@@ -51,10 +51,10 @@ SHAPES = {
     "HD": "--recipe gpt2 --n-layer 6 --n-head 6 --n-embd 192 --seq-len 128 "
           "--batch-size 16 --total-batch-tokens 2048 --lr 2e-3 --dropout 0.1",
     # A with the modern recipe (lesson 09), with AdamW and with Muon for the blocks' matrices
-    "M": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
-         "--recipe modern --optimizer adamw",
-    "N": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
-         "--recipe modern",
+    "M": "--recipe modern --dropout 0 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 "
+         "--batch-size 16 --total-batch-tokens 2048 --lr 2e-3 --optimizer adamw",
+    "N": "--recipe modern --dropout 0 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 "
+         "--batch-size 16 --total-batch-tokens 2048 --lr 2e-3",
     "ND": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
           "--recipe modern --dropout 0.1",
 }
