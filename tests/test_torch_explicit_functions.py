@@ -10,15 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmc_core import load_notebook
-from llmc_core.course import solution_path
-
-
-@pytest.fixture(scope="module")
-def nb():
-    module = load_notebook(solution_path("05_torch_explicit_backward"))
-    assert module.cell_errors == []
-    return module
+LESSON = "05_torch_explicit_backward"  # the notebook `nb` (tests/conftest.py) loads
 
 
 def randn(seed, *shape, dtype=torch.float64, scale=1.0, shift=0.0):

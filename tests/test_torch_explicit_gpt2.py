@@ -7,8 +7,6 @@ the float32 tolerance stated at the comparison.
 import pytest
 import torch
 
-from llmc_core import load_notebook
-from llmc_core.course import solution_path
 from llmc_core.gpt2 import GPT2, GPT2Config
 
 CONFIG = GPT2Config(block_size=16, vocab_size=40, n_layer=2, n_head=4, n_embd=16)
@@ -19,11 +17,7 @@ TOLERANCES = {
 }
 
 
-@pytest.fixture(scope="module")
-def nb():
-    module = load_notebook(solution_path("05_torch_explicit_backward"))
-    assert module.cell_errors == []
-    return module
+LESSON = "05_torch_explicit_backward"  # the notebook `nb` (tests/conftest.py) loads
 
 
 def random_reference(seed, dtype, attention="manual"):

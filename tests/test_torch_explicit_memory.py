@@ -6,8 +6,6 @@ computed by hand from the shapes; no timing is tested here (see benchmarks/).
 import pytest
 import torch
 
-from llmc_core import load_notebook
-from llmc_core.course import solution_path
 from llmc_core.gpt2 import GPT2Config
 
 CONFIG = GPT2Config(block_size=16, vocab_size=50, n_layer=3, n_head=2, n_embd=8)
@@ -15,11 +13,7 @@ B, T = 2, 16
 F32 = 4  # bytes per float32
 
 
-@pytest.fixture(scope="module")
-def nb():
-    module = load_notebook(solution_path("05_torch_explicit_backward"))
-    assert module.cell_errors == []
-    return module
+LESSON = "05_torch_explicit_backward"  # the notebook `nb` (tests/conftest.py) loads
 
 
 def batch(seed=0):
