@@ -158,6 +158,11 @@ class Block(nn.Module):
 ATTENTION_KINDS = ("manual", "sdpa")
 
 
+def unpadded_loss(logits, targets, V):
+    """Mean cross-entropy of logits (B, T, V or Vp) against targets (B, T), over the first V columns only."""
+    return F.cross_entropy(logits[..., :V].reshape(-1, V), targets.reshape(-1))
+
+
 class GPT2(nn.Module):
     """GPT-2 with Hugging Face parameter names (no `transformer.` prefix) and a tied lm head.
 
@@ -235,9 +240,7 @@ class GPT2(nn.Module):
         logits = x @ self.wte.weight.T  # tied lm head: (B, T, V), or (B, T, Vp) when padded
         if targets is None:
             return logits
-        V = self.config.vocab_size
-        loss = F.cross_entropy(logits[..., :V].reshape(B * T, V), targets.reshape(B * T))
-        return logits, loss
+        return logits, unpadded_loss(logits, targets, self.config.vocab_size)
 
     def num_parameters(self) -> int:
         """The number of parameters (the tied lm head is counted once, as wte)."""

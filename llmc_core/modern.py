@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from llmc_core.gpt2 import GPT2, Conv1D, GPT2Config, gelu
+from llmc_core.gpt2 import GPT2, Conv1D, GPT2Config, gelu, unpadded_loss
 
 # ---------------------------------------------------------------------------------------------
 # the pieces, one idea each
@@ -371,9 +371,7 @@ class GPT(nn.Module):
             logits = self.pieces.softcap(logits, self.recipe.softcap)
         if targets is None:
             return logits
-        V = self.config.vocab_size
-        loss = F.cross_entropy(logits[..., :V].reshape(B * T, V), targets.reshape(B * T))
-        return logits, loss
+        return logits, unpadded_loss(logits, targets, self.config.vocab_size)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
