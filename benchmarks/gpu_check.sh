@@ -6,8 +6,11 @@
 #   4. the same 200 steps with `--recipe modern` (RoPE, RMSNorm, QK-norm, ReLU², soft-capping, untied
 #      head, Muon), bf16 autocast and torch.compile, printing tokens/s and MFU.
 # Without an NVIDIA GPU (or without CuPy / a CUDA build of PyTorch) it says so and exits 0.
+# A part that fails does not stop the others (device time is scarce): the failures are listed at the
+# end and the exit status is 1.
 #
-#   bash benchmarks/gpu_check.sh            (from the repository root; PYTHON=... picks the interpreter)
+#   bash benchmarks/gpu_check.sh            (from the repository root; PYTHON=... picks the interpreter,
+#                                            GPU_CHECK_LOGS=DIR keeps each training run's log.jsonl there)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python}"
@@ -28,14 +31,19 @@ if [ -n "$reason" ]; then
 fi
 "$PYTHON" -c "import torch; print('gpu_check:', torch.cuda.get_device_name(0), 'torch', torch.__version__)"
 
-echo "== 1/4 CUDA lesson tests on the GPU"
-timeout 240 "$PYTHON" -m pytest -q -x tests/test_cuda_lesson_kernels.py tests/test_cuda_lesson_step.py \
+failed=()
+part() {  # part TITLE COMMAND...: run one part; a failure is remembered and reported at the end
+    local title=$1
+    shift
+    echo "== $title"
+    "$@" || { echo "gpu_check: FAILED (exit $?): $title"; failed+=("$title"); }
+}
+
+part "1/4 CUDA lesson tests on the GPU" timeout 240 "$PYTHON" -m pytest -q -x tests/test_cuda_lesson_kernels.py tests/test_cuda_lesson_step.py \
     tests/test_cuda_features.py tests/test_cuda_diagnostics.py tests/test_cuda_lesson_benchmark.py
 
-echo "== 2/4 lesson kernel benchmark"
-timeout 120 "$PYTHON" benchmarks/cuda_kernels.py --small
+part "2/4 lesson kernel benchmark" timeout 120 "$PYTHON" benchmarks/cuda_kernels.py --small
 
-echo "== 3/4 gpt2-124m, 200 steps on random-token shards"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$PYTHON" - "$work" <<'PY'
@@ -50,10 +58,13 @@ PY
 steps() {  # steps RUN_NAME [more llmc train flags]: 200 steps of gpt2-124m's shape, bf16 and compile on
     local run="$work/$1"
     shift
-    timeout 300 "$PYTHON" -m llmc_core.train train --preset gpt2-124m --out "$run" --no-progress \
+    timeout 240 "$PYTHON" -m llmc_core.train train --preset gpt2-124m --out "$run" --no-progress \
         --train-data "$work/rand_train.bin" --val-data "$work/rand_val.bin" --batch-size 16 \
         --total-batch-tokens 131072 --max-steps 200 --warmup-steps 20 --val-every 0 --sample-every 0 \
-        --checkpoint-every 0 --hellaswag-every 0 --dtype bfloat16 --compile on "$@"
+        --checkpoint-every 0 --hellaswag-every 0 --dtype bfloat16 --compile on "$@" || return
+    if [ -n "${GPU_CHECK_LOGS:-}" ]; then
+        mkdir -p "$GPU_CHECK_LOGS" && cp "$run/log.jsonl" "$GPU_CHECK_LOGS/$(basename "$run").log.jsonl"
+    fi
 }
 report() {  # report RUN_NAME: median tokens/s and MFU over steps 21-200
     "$PYTHON" - "$work/$1" <<'PY'
@@ -78,9 +89,13 @@ print(f"{'modern (' + ', '.join(changes) + ')' if changes else 'gpt2'}: median {
       f"21-200; MFU {mfu} ({flops / 1e6:.0f} MFLOPs per token, bf16 peak {peak / 1e12 if peak else 0:.0f} TFLOPS)")
 PY
 }
-steps gpt2
-report gpt2
+part "3/4 gpt2-124m, 200 steps on random-token shards" eval 'steps gpt2 && report gpt2'
+part "4/4 the modern recipe at gpt2-124m's size, 200 steps, bf16 and torch.compile" \
+    eval 'steps modern --recipe modern && report modern'
 
-echo "== 4/4 the modern recipe at gpt2-124m's size, 200 steps, bf16 and torch.compile"
-steps modern --recipe modern
-report modern
+if [ ${#failed[@]} -gt 0 ]; then
+    printf 'gpu_check: %d part(s) failed:\n' ${#failed[@]}
+    printf '  %s\n' "${failed[@]}"
+    exit 1
+fi
+echo "gpu_check: all 4 parts passed"
