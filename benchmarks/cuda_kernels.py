@@ -219,8 +219,10 @@ def softmax(bench, z, randn, gen):
     nb, N, V = bench.nb, z.N, z.V
     s = randn(N, V, scale=4.0)
     sd = bench.dev(s)
+    # One thread adds a row's V exponentials one after another, so float32 rounding grows with V: up to V * 2^-24
+    # relative (3e-3 at V=50257; 1.5e-4 seen on an H200), where the online kernel's 32 lane sums stay near 1e-5.
     bench("softmax_forward (3 passes)", lambda: nb.softmax_forward(sd), lambda: torch.softmax(s, dim=-1),
-          bench.max_error(1e-5, 1e-7), nbytes=2 * 4 * N * V)
+          bench.max_error(V * 2.0**-24, 1e-7), nbytes=2 * 4 * N * V)
     bench("softmax_online", lambda: nb.softmax_online(sd), lambda: torch.softmax(s, dim=-1),
           bench.max_error(1e-5, 1e-7), nbytes=2 * 4 * N * V, target=faster)
 
