@@ -127,4 +127,7 @@ def test_three_training_steps_with_adamw_match_the_reference(nb, models):
             # up to rounding, and Adam divides that rounding noise by its own size: steps of +-lr in either model.
             assert (ours[C:2 * C] - theirs[C:2 * C]).abs().max() <= 2 * 3 * 1e-2
             ours[C:2 * C] = theirs[C:2 * C] = 0
-        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
+        # Adam divides each gradient by its own running size, so where a gradient is tiny, a rounding difference
+        # between our sums and cuBLAS's (on a GPU) moves the step by a visible fraction of lr: 1.3e-5 seen on an H200.
+        # A wrong update (no bias correction, swapped betas) is off by a large fraction of lr = 1e-2.
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-2 / 100, msg=lambda m: f"{name}: {m}")
