@@ -99,21 +99,27 @@ def sizes(args, device):
                            N=B * T, N_train=B_train * T)
 
 
+def load_solutions():
+    """Every name of lessons 06 and 07's solution notebooks, in one namespace (07's win a clash)."""
+    from llmc_core import load_notebook
+    from llmc_core.course import solution_path
+
+    lessons = [load_notebook(solution_path(name)) for name in ("06_cuda_kernels", "07_cuda_kernels_fast")]
+    for lesson in lessons:
+        if lesson.cell_errors:
+            raise RuntimeError(f"a solution notebook did not load cleanly: {lesson.cell_errors}")
+    return SimpleNamespace(**{**vars(lessons[0]), **vars(lessons[1])})
+
+
 class Bench:
     """Both lessons' solutions loaded, the device's peaks, and the failures found so far."""
 
     def __init__(self, args, device):
         import torch
 
-        from llmc_core import load_notebook
-        from llmc_core.course import solution_path
         from llmc_core.cuda import cp
 
-        lessons = [load_notebook(solution_path(name)) for name in ("06_cuda_kernels", "07_cuda_kernels_fast")]
-        for lesson in lessons:
-            if lesson.cell_errors:
-                raise RuntimeError(f"a solution notebook did not load cleanly: {lesson.cell_errors}")
-        self.nb = SimpleNamespace(**{**vars(lessons[0]), **vars(lessons[1])})  # every kernel of both lessons
+        self.nb = load_solutions()  # every kernel of both lessons
         self.reps, self.device, self.failures = args.reps, device, []
         torch.backends.cuda.matmul.allow_tf32 = False  # compare with FP32 SGEMM, as the kernels are FP32
         torch.backends.cudnn.allow_tf32 = False

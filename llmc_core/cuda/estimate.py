@@ -42,6 +42,9 @@ DEVICES = {
     "H100": Device("H100 SXM5 80GB", 3.35e12, 67e12, 132, 67e12 / (132 * 256), 2048, 32, 228 * 1024, 227 * 1024,
                    source="NVIDIA H100 Tensor Core GPU datasheet (SXM: 3.35 TB/s, FP32 67 TFLOPS); "
                           "NVIDIA H100 Tensor Core GPU Architecture whitepaper (132 SMs in H100 SXM5)"),
+    "H200": Device("H200 SXM 141GB", 4.8e12, 67e12, 132, 67e12 / (132 * 256), 2048, 32, 228 * 1024, 227 * 1024,
+                   source="NVIDIA H200 Tensor Core GPU datasheet (SXM: 4.8 TB/s, FP32 67 TFLOPS); the H100's "
+                          "Hopper SM (132 SMs, compute capability 9.0)"),
     "A100": Device("A100 SXM4 80GB", 2.039e12, 19.5e12, 108, 1.41e9, 2048, 32, 164 * 1024, 163 * 1024,
                    source="NVIDIA A100 Tensor Core GPU datasheet (80GB SXM: 2,039 GB/s, FP32 19.5 TFLOPS); "
                           "NVIDIA A100 Tensor Core GPU Architecture whitepaper (108 SMs, 1410 MHz boost)"),
