@@ -439,6 +439,18 @@ def test_fiber_stacks_under_a_memory_limit():
     assert r.stdout.split() == ["memory", "limit", "32"]
 
 
+POKE = r"""extern "C" __global__ void poke(float* out, int k) { out[k] = 1.0f; }"""
+
+
+@pytest.mark.parametrize("past_end", [4096, 1_000_000], ids=["next_page", "1MB"])
+def test_a_write_up_to_a_mebibyte_past_the_end_is_caught_and_named(past_end):
+    """Blocks on other OS threads run on until they see a fault, writing further past the end than the first
+    faulting block: the guard must cover that far, or those writes corrupt the memory that follows."""
+    out = cp.zeros(1000, cp.float32)
+    with pytest.raises(emulator.IllegalAddressError, match=r"past the end of argument `out` \(4000 bytes\)"):
+        kernel(POKE, "poke")((1,), (1,), (out, np.int32(1000 + past_end // 4)))
+
+
 def test_cache_is_reused_across_processes_and_read_only(tmp_path):
     """Built once, loaded by later processes; a grader's sandboxed children can load it read-only."""
     code = f"from llmc_core.cuda import emulator; m = emulator.load_module({OOB!r}); print(m.from_cache)"

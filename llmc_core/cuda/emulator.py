@@ -461,13 +461,13 @@ def _run(lib, fn: int, m, cfg, expr: str, ranges) -> None:
 
 
 def _fault_owner(message: str, ranges) -> str:
-    """A sentence naming the array argument whose guard page a fault hit, or a null pointer."""
+    """A sentence naming the array argument whose guard pages a fault hit, or a null pointer."""
     m = re.search(r"illegal memory access at address (0x[0-9a-f]+)", message)
     if not m:
         return ""
     addr = int(m.group(1), 16)
     for name, start, size in ranges:
-        if start and start + size <= addr < start + size + 2 * memory.PAGE:
+        if start and start + size <= addr < start + size + memory.PAGE + memory.GUARD:
             return (f" The address is byte {addr - start - size} past the end of argument `{name}` "
                     f"({size} bytes): an index that reached its length or beyond (a `>` that should be `>=`?).")
     if addr < memory.PAGE:

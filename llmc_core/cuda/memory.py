@@ -1,7 +1,10 @@
-"""'Device' memory for the CPU backend: numpy arrays in their own pages, ending at a guard page.
+"""'Device' memory for the CPU backend: numpy arrays in their own pages, followed by guard pages.
 
-A kernel that writes (or reads) past the end of such an array hits the inaccessible page; the
-emulator turns the fault into an IllegalAddressError instead of a dead Jupyter kernel.  The array
+A kernel that writes (or reads) past the end of such an array hits the inaccessible pages; the
+emulator turns the fault into an IllegalAddressError instead of a dead Jupyter kernel.  The guard
+is 1 MiB, not one page: blocks run on several OS threads, and until they see the first fault the
+others go on with later blocks, which write further past the end; a write that lands beyond the
+guard would corrupt whatever memory lies there (another array, Python's own heap).  The array
 starts 256-byte aligned, like cudaMalloc memory, so up to 255 bytes of padding can sit between
 its end and the guard page: that padding holds a known byte pattern, checked after every launch.
 """
@@ -19,8 +22,9 @@ PAGE = mmap.PAGESIZE
 ALIGN = 256          # cudaMalloc's alignment
 CANARY = 0xA5
 POISON = 0xFF        # fresh cp.empty memory: NaN as float, -1 as int (a GPU gives garbage)
+GUARD = max(PAGE, 1 << 20)  # PROT_NONE bytes after each array: address space only, no memory
 
-try:  # POSIX; elsewhere arrays simply have no guard page
+try:  # POSIX; elsewhere arrays simply have no guard pages
     _mprotect = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).mprotect
     _mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 except (OSError, AttributeError, TypeError):
@@ -28,7 +32,7 @@ except (OSError, AttributeError, TypeError):
 
 
 class DeviceBuffer(mmap.mmap):
-    """Anonymous pages holding one array, followed by a PROT_NONE guard page."""
+    """Anonymous pages holding one array, followed by GUARD bytes of PROT_NONE pages."""
     pad_addr: int
     pad_len: int
     nbytes: int
@@ -39,11 +43,11 @@ def device_empty(shape, dtype=float, fill: int | None = POISON) -> np.ndarray:
     shape = (int(shape),) if np.isscalar(shape) else tuple(int(s) for s in shape)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     data_pages = max(1, -(-nbytes // PAGE))
-    buf = DeviceBuffer(-1, (data_pages + 1) * PAGE)
+    buf = DeviceBuffer(-1, data_pages * PAGE + GUARD)
     base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
     guard = base + data_pages * PAGE
-    if _mprotect is not None and _mprotect(guard, PAGE, 0) != 0:
-        raise OSError(ctypes.get_errno(), "mprotect failed for a device array's guard page")
+    if _mprotect is not None and _mprotect(guard, GUARD, 0) != 0:
+        raise OSError(ctypes.get_errno(), "mprotect failed for a device array's guard pages")
     offset = (data_pages * PAGE - nbytes) // ALIGN * ALIGN
     buf.pad_addr = base + offset + nbytes
     buf.pad_len = guard - buf.pad_addr
