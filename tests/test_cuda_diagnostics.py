@@ -236,6 +236,21 @@ extern "C" __global__ void deep(float* x, int n) {
         mod.get_function("deep")((1,), (1,), (cp.zeros(1, cp.float32), np.int32(40000)))
 
 
+def test_a_frame_bigger_than_the_stack_faults_before_writing_below_it():
+    """local[0] sits at the bottom of a 128 KiB frame, below a fiber's 64 KiB stack and its guard page, in the
+    next fiber's stack. The frame is probed from the top, so the first thread faults; without probes threads
+    0-4 wrote into their neighbours' stacks unnoticed and thread 5 was the first to fault."""
+    src = r"""extern "C" __global__ void huge(float* x) {
+    volatile float local[32768];
+    local[0] = 1.0f;
+    __syncthreads();  // a barrier: the threads run on fibers, with 64 KiB stacks
+    x[threadIdx.x] = local[0];
+}"""
+    x = cp.zeros(64, cp.float32)
+    with pytest.raises(emulator.CudaEmulatorError, match=r"stack overflow in block \(0,0,0\), thread \(0,0,0\)"):
+        cp.RawModule(code=src).get_function("huge")((1,), (64,), (x,))
+
+
 # ---------------------------------------------------------------- backend choice
 def run_python(code, **env):
     import os

@@ -44,6 +44,11 @@ COMPILE_FLAGS = ["-std=c++17", "-O3", "-fPIC", "-shared", "-fno-strict-aliasing"
 if sys.platform == "darwin":
     # kernel modules call into the runtime library, which is already loaded when they are
     COMPILE_FLAGS.append("-Wl,-undefined,dynamic_lookup")
+else:
+    # A frame bigger than a fiber's stack (a large local array) is touched page by page from the top, so the
+    # first touch past the stack hits its guard page; without probes the frame's first writes land below the
+    # guard, in whatever memory is mapped there, before anything faults.
+    COMPILE_FLAGS.append("-fstack-clash-protection")
 # A build for profiling: every memory access calls __tsan_readN/__tsan_writeN and every basic
 # block __sanitizer_cov_trace_pc, which the runtime (profiler.cpp) implements; the object is
 # linked without the sanitizer's own library.  No vectorising: a GPU thread makes scalar accesses.
