@@ -57,9 +57,16 @@ SHAPES = {
          "--batch-size 16 --total-batch-tokens 2048 --lr 2e-3",
     "ND": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
           "--recipe modern --dropout 0.1",
-    # ND with more dropout, against the overfitting that dropout 0.1 only halves
+    # ND with less and with more dropout
+    "ND05": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
+            "--recipe modern --dropout 0.05",
     "ND15": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
             "--recipe modern --dropout 0.15",
+    # ND with a higher LR for AdamW's parameters (embeddings, head), or for Muon's (the blocks' matrices)
+    "NDL": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 3e-3 "
+           "--recipe modern --dropout 0.1",
+    "NDM": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
+           "--recipe modern --dropout 0.1 --muon-lr 0.03",
     "ND2": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
            "--recipe modern --dropout 0.2",
     "ND3": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
