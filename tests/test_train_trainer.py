@@ -148,3 +148,18 @@ def test_a_time_budgeted_run_stops_on_time_and_ends_its_lr_decay(data, tmp_path)
     assert steps[-1]["lr"] == pytest.approx(config.lr * config.min_lr_frac, rel=1e-12)  # the decay's end
     assert all(b["lr"] <= a["lr"] for a, b in zip(steps[2:], steps[3:]))  # after warmup the LR only falls
     assert "val_loss" in steps[-1]  # the last step is evaluated, as a final step
+
+
+@pytest.mark.parametrize("device,local_rank,expected", [("cuda", "0", "cuda:0"), ("cuda", "1", "cuda:1"),
+                                                        ("cuda:1", "0", "cuda:1")])
+def test_plain_cuda_means_this_processs_gpu(monkeypatch, device, local_rank, expected):
+    """torch.cuda.set_device refuses a device without an index: `--device cuda` once crashed on a GPU."""
+    from llmc_core.train.trainer import Runtime
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: chosen.append(torch.device(d)))
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+    runtime = Runtime(TrainConfig(device=device))
+    assert runtime.device == torch.device(expected) and chosen == [torch.device(expected)]
+    assert chosen[0].index is not None
