@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The GPU path in one command, about 10 minutes on one H100/H200:
+# The GPU path in one command, about 6 minutes on one H200:
 #   1. the CUDA lesson tests on the real GPU (CuPy backend);
-#   2. lesson 06's kernel benchmark (benchmarks/cuda_kernels.py --small);
+#   2. lessons 06 and 07's kernel benchmark at GPT-2 small's sizes (benchmarks/cuda_kernels.py; its --small
+#      sizes last tens of microseconds a launch, where launch latency rather than the kernel is measured);
 #   3. 200 steps of `llmc train --preset gpt2-124m` on random-token shards, printing tokens/s and MFU;
 #   4. the same 200 steps with `--recipe modern` (RoPE, RMSNorm, QK-norm, ReLU², soft-capping, untied
 #      head, Muon), bf16 autocast and torch.compile, printing tokens/s and MFU.
@@ -39,10 +40,11 @@ part() {  # part TITLE COMMAND...: run one part; a failure is remembered and rep
     "$@" || { echo "gpu_check: FAILED (exit $?): $title"; failed+=("$title"); }
 }
 
-part "1/4 CUDA lesson tests on the GPU" timeout 240 "$PYTHON" -m pytest -q -x tests/test_cuda_lesson_kernels.py tests/test_cuda_lesson_step.py \
-    tests/test_cuda_features.py tests/test_cuda_diagnostics.py tests/test_cuda_lesson_benchmark.py
+part "1/4 CUDA lesson tests on the GPU" timeout 240 "$PYTHON" -m pytest -q -x tests/test_cuda_lesson_kernels.py \
+    tests/test_cuda_lesson_step.py tests/test_cuda_features.py tests/test_cuda_diagnostics.py \
+    tests/test_cuda_lesson_benchmark.py
 
-part "2/4 lesson kernel benchmark" timeout 120 "$PYTHON" benchmarks/cuda_kernels.py --small
+part "2/4 lesson kernel benchmark" timeout 120 "$PYTHON" benchmarks/cuda_kernels.py
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
