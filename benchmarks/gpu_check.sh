@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU path in one command, about 6 minutes on one H200:
+# The GPU path in one command, about 6.5 minutes on one H200 (benchmarks/RESULTS.md):
 #   1. the CUDA lesson tests on the real GPU (CuPy backend);
 #   2. lessons 06 and 07's kernel benchmark at GPT-2 small's sizes (benchmarks/cuda_kernels.py; its --small
 #      sizes last tens of microseconds a launch, where launch latency rather than the kernel is measured);
