@@ -67,6 +67,11 @@ SHAPES = {
            "--recipe modern --dropout 0.1",
     "NDM": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
            "--recipe modern --dropout 0.1 --muon-lr 0.03",
+    # ND with its LR decayed to 0 rather than 0.1 x, and ND with twice the context (the same tokens per step)
+    "NDZ": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
+           "--recipe modern --dropout 0.1 --min-lr-frac 0",
+    "NDT": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 256 --batch-size 8 --total-batch-tokens 2048 --lr 2e-3 "
+           "--recipe modern --dropout 0.1",
     "ND2": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
            "--recipe modern --dropout 0.2",
     "ND3": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
