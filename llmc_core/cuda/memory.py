@@ -6,7 +6,7 @@ is 1 MiB, not one page: blocks run on several OS threads, and until they see the
 others go on with later blocks, which write further past the end; a write that lands beyond the
 guard would corrupt whatever memory lies there (another array, Python's own heap).  The array
 starts 256-byte aligned, like cudaMalloc memory, so up to 255 bytes of padding can sit between
-its end and the guard page: that padding holds a known byte pattern, checked after every launch.
+its end and the guard pages: that padding holds a known byte pattern, checked after every launch.
 """
 from __future__ import annotations
 

@@ -82,7 +82,7 @@ class Runtime:
             raise ValueError(f"--device {device}: this PyTorch sees no CUDA GPU; use --device cpu (or auto)")
         if self.device.type == "cuda" and self.device.index is None:  # plain 'cuda': this process's GPU, as auto
             self.device = torch.device("cuda", self.local_rank)
-        if self.device.type == "cuda" and (self.device.index or 0) >= torch.cuda.device_count():
+        if self.device.type == "cuda" and self.device.index >= torch.cuda.device_count():
             raise ValueError(f"--device {device}: there are only {torch.cuda.device_count()} GPU(s), cuda:0.."
                              f"cuda:{torch.cuda.device_count() - 1}")
         if config.threads:
