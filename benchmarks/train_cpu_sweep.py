@@ -25,6 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 from llmc_core.tokenizer import save_tokenizer, train_tokenizer  # noqa: E402
 
+# the shakespeare-cpu preset's shape and recipe (its tokenizer is the sweep's --vocab)
+DEFAULT = ("--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
+           "--recipe modern --dropout 0.1")
 # name: flags; every shape trains 2,048 tokens per step unless it says otherwise, with the recipe and dropout it names
 SHAPES = {
     "A": "--recipe gpt2 --dropout 0 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 "
@@ -55,27 +58,16 @@ SHAPES = {
          "--batch-size 16 --total-batch-tokens 2048 --lr 2e-3 --optimizer adamw",
     "N": "--recipe modern --dropout 0 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 "
          "--batch-size 16 --total-batch-tokens 2048 --lr 2e-3",
-    "ND": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
-          "--recipe modern --dropout 0.1",
-    # ND with less and with more dropout
-    "ND05": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
-            "--recipe modern --dropout 0.05",
-    "ND15": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
-            "--recipe modern --dropout 0.15",
-    # ND with a higher LR for AdamW's parameters (embeddings, head), or for Muon's (the blocks' matrices)
-    "NDL": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 3e-3 "
-           "--recipe modern --dropout 0.1",
-    "NDM": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
-           "--recipe modern --dropout 0.1 --muon-lr 0.03",
-    # ND with its LR decayed to 0 rather than 0.1 x, and ND with twice the context (the same tokens per step)
-    "NDZ": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
-           "--recipe modern --dropout 0.1 --min-lr-frac 0",
-    "NDT": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 256 --batch-size 8 --total-batch-tokens 2048 --lr 2e-3 "
-           "--recipe modern --dropout 0.1",
-    "ND2": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
-           "--recipe modern --dropout 0.2",
-    "ND3": "--n-layer 4 --n-head 4 --n-embd 128 --seq-len 128 --batch-size 16 --total-batch-tokens 2048 --lr 2e-3 "
-           "--recipe modern --dropout 0.3",
+    "ND": DEFAULT,
+    # the default with another dropout rate, LR, decay floor or context (a flag given twice: the last one counts)
+    "ND05": DEFAULT + " --dropout 0.05",
+    "ND15": DEFAULT + " --dropout 0.15",
+    "ND2": DEFAULT + " --dropout 0.2",
+    "ND3": DEFAULT + " --dropout 0.3",
+    "NDL": DEFAULT + " --lr 3e-3",  # AdamW's parameters: embeddings and head
+    "NDM": DEFAULT + " --muon-lr 0.03",  # Muon's: the blocks' matrices
+    "NDZ": DEFAULT + " --min-lr-frac 0",
+    "NDT": DEFAULT + " --seq-len 256 --batch-size 8",  # the same tokens per step
 }
 
 
