@@ -168,8 +168,8 @@ def cmd_plot(args):
     return 0
 
 
-def register(subparsers):
-    """Add train, data, sample, export and plot to the `llmc` command's subparsers."""
+def add_train(subparsers):
+    """`llmc train`: the preset, run folder and resume flags, then every TrainConfig field."""
     p = subparsers.add_parser("train", help="train a GPT-2 (default: a small one on tiny Shakespeare, on the CPU)",
                               description="Train a GPT-2 on llm.c token shards. With no arguments: the "
                                           "shakespeare-cpu preset, about 5 minutes on a 2-core CPU.")
@@ -191,6 +191,9 @@ def register(subparsers):
     add_config_flags(p)
     p.set_defaults(run=cmd_train)
 
+
+def add_data(subparsers):
+    """`llmc data prepare`: a corpus tokenized into train/val shards."""
     p = subparsers.add_parser("data", help="prepare datasets as llm.c token shards")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     q = data_sub.add_parser("prepare", help="tokenize a corpus into train/val shards")
@@ -204,6 +207,9 @@ def register(subparsers):
                    help="'gpt2' or a file from `llmc tokenizer train` (default: %(default)s)")
     q.set_defaults(run=cmd_data_prepare)
 
+
+def add_sample(subparsers):
+    """`llmc sample`: text from a trained checkpoint."""
     p = subparsers.add_parser("sample", help="sample text from a trained checkpoint")
     p.add_argument("run_dir", metavar="RUN", help="a run folder (or its checkpoint.pt)")
     p.add_argument("--prompt", default="", help="text to continue (default: start a new document)")
@@ -215,6 +221,9 @@ def register(subparsers):
     p.add_argument("--device", default="cpu", help="device to sample on (default: %(default)s)")
     p.set_defaults(run=cmd_sample)
 
+
+def add_export(subparsers):
+    """`llmc export`: a checkpoint as llm.c's model file, and optionally its tokenizer and debug state."""
     p = subparsers.add_parser("export", help="write a trained checkpoint as an llm.c model file (gpt2_124M.bin format)")
     p.add_argument("run_dir", metavar="RUN", help="a run folder (or its checkpoint.pt)")
     p.add_argument("output", help="the .bin file to write")
@@ -226,11 +235,20 @@ def register(subparsers):
                    help="also write llm.c's debug state (one step's logits, loss, gradients) for test_gpt2.c")
     p.set_defaults(run=cmd_export)
 
+
+def add_plot(subparsers):
+    """`llmc plot`: runs' validation bits per byte, overlaid."""
     p = subparsers.add_parser("plot", help="plot runs' validation bits per byte, overlaid, with baselines")
     p.add_argument("run_dirs", metavar="RUN", nargs="+", help="run folders written by `llmc train`")
     p.add_argument("--output", default=None,
                    help="image path (default: RUN/loss.png for one run, runs.png for several)")
     p.set_defaults(run=cmd_plot)
+
+
+def register(subparsers):
+    """Add train, data, sample, export and plot to the `llmc` command's subparsers."""
+    for add in (add_train, add_data, add_sample, add_export, add_plot):
+        add(subparsers)
 
 
 def main(argv=None):
